@@ -1,0 +1,166 @@
+// BatchQueue: the dynamic batching policy of one model.
+//
+// Producers Enqueue() tasks; consumers (model instances) call NextBatch(),
+// which blocks until a batch is ready and hands it over. The rules, each
+// proven in tests/batching:
+//
+//  * Only tasks with equal keys share a batch. A batch never holds more than
+//    max_batch_size slots (Task::size() summed), and a task is never split.
+//  * A batch of key K is ready when the tasks queued under K fill
+//    max_batch_size, or reach one of preferred_batch_sizes, or when the oldest
+//    of them has waited max_queue_delay. With a delay of zero, whatever is
+//    queued is ready at once.
+//  * Among ready keys, the one whose oldest task arrived first goes first, so
+//    no key starves: each key is ready at the latest max_queue_delay after its
+//    oldest task arrived.
+//  * Within a key, tasks leave in arrival order. A batch takes tasks from the
+//    front while they fit; a preferred size caps the batch at the largest
+//    preferred size that the queued slots reach (when the batch is ready
+//    through that size only, not through max_batch_size, the delay or Close;
+//    a first task larger than the cap still goes, alone).
+//  * A task whose deadline has passed, or which is cancelled, is failed
+//    (DEADLINE_EXCEEDED / CANCELLED) when the batcher reaches it, and never
+//    takes a batch slot, nor counts towards making a batch ready.
+//  * Enqueue fails at once, without queueing, when max_queue_size tasks are
+//    queued (RESOURCE_EXHAUSTED, naming the limit), when the task is larger than
+//    max_batch_size (INVALID_ARGUMENT), or after Close() (UNAVAILABLE).
+//  * After Close(), every queued task is ready at once (the queue drains in
+//    full batches), and NextBatch() returns nullopt when none is left.
+//  * Destroying the queue fails whatever is still queued with UNAVAILABLE.
+//
+// Thread-safe. Any number of producers and consumers.
+#ifndef CLIPSERVE_BATCHING_BATCH_QUEUE_H_
+#define CLIPSERVE_BATCHING_BATCH_QUEUE_H_
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "batching/clock.h"
+#include "batching/task.h"
+
+namespace clipserve::batching {
+
+struct BatchQueueOptions {
+  // Largest batch, in task slots. Must be >= 1; 1 turns batching off.
+  int max_batch_size = 1;
+
+  // Batch sizes to fire at as soon as they are reached. Each in
+  // [1, max_batch_size]. Default: none (only max_batch_size and the delay).
+  std::vector<int> preferred_batch_sizes;
+
+  // How long the oldest queued task of a key may wait for its batch to fill.
+  // Default zero: fire at once with whatever is queued.
+  Duration max_queue_delay = Duration::zero();
+
+  // Queued tasks (not slots) beyond which Enqueue fails. Must be >= 1.
+  size_t max_queue_size = 1024;
+
+  // Time source; not owned, must outlive the queue. Default: the real clock.
+  Clock* clock = Clock::Real();
+};
+
+// A batch handed to a consumer, who now must complete every task in it.
+struct Batch {
+  struct Entry {
+    Task* task;
+    TimePoint enqueue_time;  // when Enqueue() accepted it
+  };
+  BatchKey key = 0;
+  std::vector<Entry> entries;  // arrival order
+  int size = 0;                // slots: sum of the tasks' size()
+  TimePoint formed_time;       // when NextBatch() took it from the queue
+};
+
+class BatchQueue {
+ public:
+  // Options must be valid (see BatchQueueOptions); ValidateOptions tells.
+  explicit BatchQueue(BatchQueueOptions options);
+  ~BatchQueue();
+
+  BatchQueue(const BatchQueue&) = delete;
+  BatchQueue& operator=(const BatchQueue&) = delete;
+
+  // OK, or why `options` cannot build a queue.
+  static absl::Status ValidateOptions(const BatchQueueOptions& options);
+
+  // Queues `task`. On error the task was not queued, and not completed: the
+  // caller still owns its completion.
+  absl::Status Enqueue(Task* task);
+
+  // Blocks until a batch is ready and returns it, or returns nullopt once the
+  // queue is closed and empty. Tasks dropped for deadline or cancellation on
+  // the way are failed before it returns.
+  std::optional<Batch> NextBatch();
+
+  // Stops accepting tasks and makes every queued one ready. Idempotent.
+  void Close();
+
+  // Tasks queued now.
+  size_t queued() const;
+  bool closed() const;
+
+  const BatchQueueOptions& options() const { return options_; }
+
+ private:
+  struct Queued {
+    Task* task;
+    TimePoint enqueue_time;
+    uint64_t seq;  // arrival order across all keys
+  };
+  struct KeyQueue {
+    std::deque<Queued> tasks;
+    int slots = 0;  // sum of size() over tasks
+    // No queued task's deadline is earlier; may be earlier than the true
+    // minimum after removals (then refreshed when reached).
+    TimePoint earliest_deadline = TimePoint::max();
+  };
+  // A task taken out for its deadline or cancellation; failed without mu_.
+  struct Dropped {
+    Task* task;
+    bool cancelled;  // else its deadline passed
+    Duration waited;
+  };
+  using DroppedList = std::vector<Dropped>;
+
+  // The key whose batch is ready now, by the rules above, or nullptr. Sets
+  // *key, and *cap to the most slots its batch may take; sets *wake to the
+  // earliest time a key not ready now becomes ready. Dead tasks that would
+  // decide readiness go to `dropped`, and emptied keys are erased.
+  KeyQueue* ReadyKeyLocked(TimePoint now, BatchKey* key, int* cap,
+                           TimePoint* wake, DroppedList* dropped);
+  // Moves the tasks of one batch of at most `cap` slots (at least one task)
+  // from the front of `q` into `batch`; dead tasks met go to `dropped`.
+  void TakeBatchLocked(KeyQueue& q, int cap, TimePoint now, Batch* batch,
+                       DroppedList* dropped);
+  // Scans `q` from the front until the live tasks passed hold `live_slots`
+  // slots or `q` ends, moving the dead tasks on the way to `dropped`.
+  void DropDeadLocked(KeyQueue& q, TimePoint now, int live_slots,
+                      DroppedList* dropped);
+  // Appends `e` to `dropped` and returns true if it is expired or cancelled.
+  static bool IsDead(const Queued& e, TimePoint now, DroppedList* dropped);
+  // Removes expired and cancelled tasks everywhere (used when full).
+  void PurgeLocked(TimePoint now, DroppedList* dropped);
+  // Fails each dropped task. Call without mu_.
+  static void FailDropped(const DroppedList& dropped);
+
+  const BatchQueueOptions options_;
+  const std::vector<int> preferred_;  // sorted, unique
+  const int min_ready_slots_;         // smallest preferred size, or max
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<BatchKey, KeyQueue> keys_;  // no empty KeyQueue
+  size_t queued_ = 0;
+  uint64_t next_seq_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace clipserve::batching
+
+#endif  // CLIPSERVE_BATCHING_BATCH_QUEUE_H_

@@ -1,0 +1,97 @@
+#include "server/clip_validation.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace clipserve::server {
+namespace {
+
+std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
+
+std::string SizeString(int64_t d) { return d < 0 ? "any" : absl::StrCat(d); }
+
+}  // namespace
+
+absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
+                                               const runtime::ModelSpec& spec,
+                                               const std::string& model_name) {
+  runtime::ClipView clip;
+  const bool uint8 = tensor.dtype() == v1::UINT8;
+  if (uint8) {
+    clip.dtype = runtime::ClipDType::kUInt8;
+  } else if (tensor.dtype() == v1::FP32) {
+    clip.dtype = runtime::ClipDType::kFloat32;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("clip.dtype must be UINT8 or FP32, got ",
+                     v1::DataType_Name(tensor.dtype())));
+  }
+  const auto& shape = tensor.shape();
+  const char* layout = uint8 ? "[T, H, W, 3]" : "[3, T, H, W]";
+  if (shape.size() != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip.shape must be ", layout, " for ", v1::DataType_Name(tensor.dtype()),
+        ", got ", ShapeString(shape)));
+  }
+  for (int64_t d : shape) {
+    if (d <= 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "clip is empty or negative: shape ", ShapeString(shape)));
+    }
+    if (d > kMaxClipDim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "clip.shape ", ShapeString(shape), " has a dimension over ",
+          kMaxClipDim));
+    }
+  }
+  if (uint8) {
+    clip.shape = {shape[3], shape[0], shape[1], shape[2]};
+  } else {
+    clip.shape = {shape[0], shape[1], shape[2], shape[3]};
+  }
+  const runtime::ClipShape& want = spec.input;
+  if (clip.shape.channels != want.channels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip has ", clip.shape.channels, " channels; model '", model_name,
+        "' takes ", want.channels, " (", v1::DataType_Name(tensor.dtype()),
+        " layout is ", layout, ")"));
+  }
+  auto fits = [](int64_t got, int64_t w) { return w < 0 || got == w; };
+  if (!fits(clip.shape.frames, want.frames) ||
+      !fits(clip.shape.height, want.height) ||
+      !fits(clip.shape.width, want.width)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip is ", clip.shape.frames, " x ", clip.shape.height, " x ",
+        clip.shape.width, " (T x H x W); model '", model_name, "' takes ",
+        SizeString(want.frames), " x ", SizeString(want.height), " x ",
+        SizeString(want.width)));
+  }
+  // Four dimensions below 2^20 and a 4-byte element fit in 128 bits.
+  const unsigned __int128 want_bytes =
+      static_cast<unsigned __int128>(shape[0]) * shape[1] * shape[2] *
+      shape[3] * runtime::ElementSize(clip.dtype);
+  if (tensor.data().size() != want_bytes) {
+    const bool huge = want_bytes > (static_cast<unsigned __int128>(1) << 62);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "clip.data has ", tensor.data().size(), " bytes; shape ",
+        ShapeString(shape), " of ", v1::DataType_Name(tensor.dtype()), " needs ",
+        huge ? std::string("over 2^62")
+             : absl::StrCat(static_cast<uint64_t>(want_bytes))));
+  }
+  clip.data = tensor.data().data();
+  return clip;
+}
+
+batching::BatchKey ClipBatchKey(const runtime::ClipView& clip) {
+  // dtype (1 bit) | T (20 bits) | H (20 bits) | W (20 bits); channels are
+  // fixed per model.
+  return (static_cast<uint64_t>(clip.dtype == runtime::ClipDType::kFloat32)
+          << 60) |
+         (static_cast<uint64_t>(clip.shape.frames) << 40) |
+         (static_cast<uint64_t>(clip.shape.height) << 20) |
+         static_cast<uint64_t>(clip.shape.width);
+}
+
+}  // namespace clipserve::server

@@ -1,0 +1,30 @@
+// Checking a request's clip against the model before it is queued.
+#ifndef CLIPSERVE_SERVER_CLIP_VALIDATION_H_
+#define CLIPSERVE_SERVER_CLIP_VALIDATION_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "batching/task.h"
+#include "clipserve/v1/video_classifier.pb.h"
+#include "runtime/backend.h"
+
+namespace clipserve::server {
+
+// Largest T, H or W a clip may have (keeps BatchKey exact).
+inline constexpr int64_t kMaxClipDim = (1 << 20) - 1;
+
+// Views `tensor` as a clip for a model of `spec`, without copying: the view
+// points into tensor.data(). INVALID_ARGUMENT, with a message that names the
+// problem and the model, when dtype, rank, shape or byte count do not fit.
+absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
+                                               const runtime::ModelSpec& spec,
+                                               const std::string& model_name);
+
+// Clips with equal keys have the same dtype and shape and may share a batch.
+batching::BatchKey ClipBatchKey(const runtime::ClipView& clip);
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_CLIP_VALIDATION_H_

@@ -1,0 +1,55 @@
+// InferenceTask: one request to a served model, whatever protocol it came in
+// on. The protocol's call object implements it; ServedModel batches and runs
+// it, then completes it exactly once through Complete() or Fail().
+#ifndef CLIPSERVE_SERVER_INFERENCE_TASK_H_
+#define CLIPSERVE_SERVER_INFERENCE_TASK_H_
+
+#include <atomic>
+#include <cstdint>
+
+#include "absl/types/span.h"
+#include "batching/task.h"
+#include "runtime/clip.h"
+
+namespace clipserve::server {
+
+// Where one request's time went, for its response.
+struct ExecutionStats {
+  int64_t queue_us = 0;    // enqueue -> batch formed
+  int64_t compute_us = 0;  // running the batch
+  int batch_size = 0;      // slots in the batch, this request's included
+};
+
+class InferenceTask : public batching::Task {
+ public:
+  // The validated clip(s) of the request; set before it is enqueued.
+  const runtime::ClipView& clip() const { return clip_; }
+  void set_clip(const runtime::ClipView& clip, batching::BatchKey key) {
+    clip_ = clip;
+    key_ = key;
+  }
+  void set_deadline(batching::TimePoint deadline) { deadline_ = deadline; }
+  // Called by the protocol when its client cancels; thread-safe.
+  void MarkCancelled() { cancelled_.store(true, std::memory_order_relaxed); }
+
+  int size() const override { return static_cast<int>(clip_.count); }
+  batching::BatchKey key() const override { return key_; }
+  batching::TimePoint deadline() const override { return deadline_; }
+  bool IsCancelled() const override {
+    return cancelled_.load(std::memory_order_relaxed);
+  }
+
+  // Completes the task with its logits: clip().count rows of `num_classes`.
+  virtual void Complete(absl::Span<const float> logits, int64_t num_classes,
+                        const ExecutionStats& stats) = 0;
+
+ private:
+  runtime::ClipView clip_;
+  batching::BatchKey key_ = 0;
+  batching::TimePoint deadline_ = batching::TimePoint::max();
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_INFERENCE_TASK_H_

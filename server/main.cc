@@ -1,0 +1,168 @@
+// clipserve: the inference server binary.
+#include <pthread.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "server/log.h"
+#include "server/model_repository.h"
+#include "server/server.h"
+
+namespace {
+
+using clipserve::server::LogError;
+using clipserve::server::LogInfo;
+
+constexpr const char* kUsage = R"(Usage: clipserve [flags]
+
+Serves video action recognition models over gRPC with dynamic batching.
+
+Flags:
+  --model-repository DIR  Model repository: DIR/<model>/config.pbtxt and
+                          DIR/<model>/<version>/model.pt. Without it the
+                          built-in untrained 'tiny-video-net' is served.
+  --grpc-port N           gRPC port (default 8001; 0 picks a free port).
+  --grpc-address HOST     Address to listen on (default 0.0.0.0).
+  --metrics-port N        Port reserved for the Prometheus endpoint
+                          (default 8002).
+  --max-request-bytes N   Largest request accepted (default: derived from the
+                          largest model input).
+  --drain-timeout-seconds S
+                          On SIGTERM/SIGINT, how long open calls may take to
+                          finish once every queued request is answered
+                          (default 30).
+  --help                  Show this text.
+
+Serves clipserve.v1.VideoClassifier, grpc.health.v1.Health (service "" and
+one per model name) and gRPC server reflection. SIGTERM or SIGINT drains:
+health turns NOT_SERVING, new requests get UNAVAILABLE, queued requests are
+answered, then the process exits 0. A second signal exits at once.
+)";
+
+struct Flags {
+  std::string model_repository;
+  std::string grpc_address = "0.0.0.0";
+  int grpc_port = 8001;
+  int metrics_port = 8002;
+  size_t max_request_bytes = 0;
+  int drain_timeout_seconds = 30;
+};
+
+[[noreturn]] void UsageError(const std::string& message) {
+  std::fprintf(stderr, "clipserve: %s\n\n%s", message.c_str(), kUsage);
+  std::exit(64);
+}
+
+template <typename T>
+T ParseNumber(const std::string& flag, const std::string& value, T lo, T hi) {
+  T out{};
+  if (!absl::SimpleAtoi(value, &out) || out < lo || out > hi) {
+    UsageError(absl::StrCat(flag, " must be a number in ", lo, "..", hi,
+                            ", got \"", value, "\""));
+  }
+  return out;
+}
+
+Flags ParseFlags(int argc, char** argv) {
+  Flags f;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(kUsage, stdout);
+      std::exit(0);
+    }
+    std::string value;
+    if (size_t eq = arg.find('='); eq != std::string::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+    } else if (arg.rfind("--", 0) == 0) {
+      if (i + 1 >= argc) UsageError(absl::StrCat(arg, " needs a value"));
+      value = argv[++i];
+    }
+    if (arg == "--model-repository") {
+      f.model_repository = value;
+    } else if (arg == "--grpc-port") {
+      f.grpc_port = ParseNumber<int>(arg, value, 0, 65535);
+    } else if (arg == "--grpc-address") {
+      f.grpc_address = value;
+    } else if (arg == "--metrics-port") {
+      f.metrics_port = ParseNumber<int>(arg, value, 0, 65535);
+    } else if (arg == "--max-request-bytes") {
+      f.max_request_bytes =
+          ParseNumber<size_t>(arg, value, 1024, size_t{2} << 30);
+    } else if (arg == "--drain-timeout-seconds") {
+      f.drain_timeout_seconds = ParseNumber<int>(arg, value, 0, 86400);
+    } else {
+      UsageError(absl::StrCat("unknown flag ", arg));
+    }
+  }
+  return f;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Flags flags = ParseFlags(argc, argv);
+
+  // Signals are taken by sigwait() below; block them before any thread starts
+  // so every thread inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  LogInfo(absl::StrCat("clipserve starting: model repository ",
+                       flags.model_repository.empty() ? "(built-in)"
+                                                      : flags.model_repository,
+                       ", gRPC ", flags.grpc_address, ":", flags.grpc_port));
+  auto models = flags.model_repository.empty()
+                    ? clipserve::server::ModelRepository::Builtin()
+                    : clipserve::server::ModelRepository::Load(
+                          flags.model_repository);
+  if (!models.ok()) {
+    LogError(absl::StrCat("cannot load models: ", models.status().message()));
+    return 1;
+  }
+
+  clipserve::server::ServerOptions options;
+  options.grpc_address =
+      absl::StrCat(flags.grpc_address.find(':') != std::string::npos &&
+                           flags.grpc_address.front() != '['
+                       ? absl::StrCat("[", flags.grpc_address, "]")
+                       : flags.grpc_address,
+                   ":", flags.grpc_port);
+  options.max_request_bytes = flags.max_request_bytes;
+  auto server = clipserve::server::Server::Start(*std::move(models), options);
+  if (!server.ok()) {
+    LogError(std::string(server.status().message()));
+    return 1;
+  }
+  // Tests and scripts read the port from this line.
+  LogInfo(absl::StrCat("serving gRPC on port ", (*server)->port(),
+                       " (max request ", (*server)->max_request_bytes(),
+                       " bytes)"));
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LogInfo(absl::StrCat("received ", strsignal(sig), ": draining"));
+  // A second signal while draining ends the process at once.
+  std::thread([signals]() mutable {
+    int again = 0;
+    sigwait(&signals, &again);
+    LogError(absl::StrCat("received ", strsignal(again),
+                          " again: exiting without draining"));
+    std::_Exit(1);
+  }).detach();
+  (*server)->Shutdown(std::chrono::seconds(flags.drain_timeout_seconds));
+  server->reset();
+  LogInfo("clipserve stopped");
+  return 0;
+}

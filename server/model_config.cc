@@ -1,0 +1,282 @@
+#include "server/model_config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace clipserve::server {
+namespace {
+
+using config::ModelConfig;
+
+// Collects the first error the text parser reports, with its position.
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (error_.empty()) {
+      // The parser counts from zero; editors count from one.
+      error_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+    }
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+absl::Status FieldError(const std::string& path, absl::string_view field,
+                        absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat(path, ": ", field, ": ", what));
+}
+
+bool ParseDevice(const std::string& device) {
+  if (device == "cpu") return true;
+  if (device.rfind("cuda:", 0) != 0) return false;
+  int index = 0;
+  return absl::SimpleAtoi(device.substr(5), &index) && index >= 0;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text,
+                                             const std::string& path) {
+  ModelConfig config;
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", errors.error()));
+  }
+  return config;
+}
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path,
+                                            const std::string& dir_name) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot be read"));
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<ModelConfig> config = ParseModelConfig(text.str(), path);
+  if (!config.ok()) return config.status();
+  if (absl::Status s = ValidateModelConfig(&*config, path, dir_name); !s.ok()) {
+    return s;
+  }
+  return config;
+}
+
+absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
+                                 const std::string& dir_name) {
+  if (config->name().empty()) config->set_name(dir_name);
+  if (config->name() != dir_name) {
+    return FieldError(path, "name",
+                      absl::StrCat("\"", config->name(),
+                                   "\" differs from the model's directory \"",
+                                   dir_name, "\""));
+  }
+  if (config->backend() != kTorchScriptBackend) {
+    return FieldError(path, "backend",
+                      absl::StrCat("unknown backend \"", config->backend(),
+                                   "\" (known: ", kTorchScriptBackend, ")"));
+  }
+  if (config->max_batch_size() < 1) {
+    return FieldError(path, "max_batch_size",
+                      absl::StrCat("must be at least 1, got ",
+                                   config->max_batch_size()));
+  }
+
+  if (config->input_size() != 1) {
+    return FieldError(path, "input",
+                      absl::StrCat("exactly one input is supported, got ",
+                                   config->input_size()));
+  }
+  const config::ModelInput& input = config->input(0);
+  if (input.name().empty()) return FieldError(path, "input.name", "is empty");
+  if (input.data_type() != config::TYPE_FP32) {
+    return FieldError(path, "input.data_type",
+                      absl::StrCat("must be TYPE_FP32 (what the model consumes),"
+                                   " got ",
+                                   config::DataType_Name(input.data_type())));
+  }
+  if (input.dims_size() != 4) {
+    return FieldError(path, "input.dims",
+                      absl::StrCat("must be [C, T, H, W], got ",
+                                   input.dims_size(), " dims"));
+  }
+  if (input.dims(0) != 3) {
+    return FieldError(path, "input.dims",
+                      absl::StrCat("channels (dims[0]) must be 3, got ",
+                                   input.dims(0)));
+  }
+  for (int i = 1; i < 4; ++i) {
+    const int64_t d = input.dims(i);
+    if (d == 0 || d < -1 || d > 65535) {
+      return FieldError(path, "input.dims",
+                        absl::StrCat("dims[", i, "] must be in 1..65535 or -1,"
+                                     " got ",
+                                     d));
+    }
+  }
+
+  if (config->output_size() != 1) {
+    return FieldError(path, "output",
+                      absl::StrCat("exactly one output is supported, got ",
+                                   config->output_size()));
+  }
+  const config::ModelOutput& output = config->output(0);
+  if (output.name().empty()) return FieldError(path, "output.name", "is empty");
+  if (output.data_type() != config::TYPE_FP32) {
+    return FieldError(path, "output.data_type",
+                      absl::StrCat("must be TYPE_FP32, got ",
+                                   config::DataType_Name(output.data_type())));
+  }
+  if (output.dims_size() != 1 || output.dims(0) < 1) {
+    return FieldError(path, "output.dims",
+                      "must be [num_classes] with num_classes >= 1");
+  }
+
+  if (config->instance_group_size() == 0) {
+    config::ModelInstanceGroup* group = config->add_instance_group();
+    group->set_count(1);
+    group->set_kind(config::ModelInstanceGroup::KIND_CPU);
+  }
+  for (config::ModelInstanceGroup& group : *config->mutable_instance_group()) {
+    if (group.count() == 0) group.set_count(1);
+    if (group.count() < 0 || group.count() > 64) {
+      return FieldError(path, "instance_group.count",
+                        absl::StrCat("must be in 1..64, got ", group.count()));
+    }
+    for (int gpu : group.gpus()) {
+      if (gpu < 0) {
+        return FieldError(path, "instance_group.gpus",
+                          absl::StrCat("must not be negative, got ", gpu));
+      }
+    }
+  }
+
+  config::ModelDynamicBatching* batching = config->mutable_dynamic_batching();
+  if (batching->max_queue_size() == 0) {
+    batching->set_max_queue_size(kDefaultMaxQueueSize);
+  }
+  for (int p : batching->preferred_batch_size()) {
+    if (p < 1 || p > config->max_batch_size()) {
+      return FieldError(
+          path, "dynamic_batching.preferred_batch_size",
+          absl::StrCat(p, " is outside 1..max_batch_size (",
+                       config->max_batch_size(), ")"));
+    }
+  }
+  // An hour: beyond that a delay is surely a units mistake.
+  constexpr uint64_t kMaxDelayMicros = 3600ull * 1000 * 1000;
+  if (batching->max_queue_delay_microseconds() > kMaxDelayMicros) {
+    return FieldError(path, "dynamic_batching.max_queue_delay_microseconds",
+                      "is over an hour");
+  }
+
+  for (const auto& [key, value] : config->parameters()) {
+    if (key == "intra_op_threads") {
+      int threads = 0;
+      if (!absl::SimpleAtoi(value.string_value(), &threads) || threads < 0 ||
+          threads > 1024) {
+        return FieldError(path, "parameters[intra_op_threads]",
+                          absl::StrCat("must be an integer in 0..1024, got \"",
+                                       value.string_value(), "\""));
+      }
+    } else if (key == "device") {
+      if (!ParseDevice(value.string_value())) {
+        return FieldError(path, "parameters[device]",
+                          absl::StrCat("must be \"cpu\" or \"cuda:N\", got \"",
+                                       value.string_value(), "\""));
+      }
+    } else {
+      return FieldError(path, "parameters",
+                        absl::StrCat("unknown key \"", key,
+                                     "\" (known: intra_op_threads, device)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+runtime::ModelSpec SpecFromConfig(const ModelConfig& config) {
+  runtime::ModelSpec spec;
+  const config::ModelInput& input = config.input(0);
+  spec.input.channels = input.dims(0);
+  spec.input.frames = input.dims(1);
+  spec.input.height = input.dims(2);
+  spec.input.width = input.dims(3);
+  spec.num_classes = config.output(0).dims(0);
+  return spec;
+}
+
+batching::BatchQueueOptions QueueOptionsFromConfig(const ModelConfig& config) {
+  batching::BatchQueueOptions options;
+  options.max_batch_size = config.max_batch_size();
+  const config::ModelDynamicBatching& b = config.dynamic_batching();
+  options.preferred_batch_sizes.assign(b.preferred_batch_size().begin(),
+                                       b.preferred_batch_size().end());
+  options.max_queue_delay =
+      std::chrono::microseconds(b.max_queue_delay_microseconds());
+  options.max_queue_size =
+      b.max_queue_size() == 0 ? kDefaultMaxQueueSize : b.max_queue_size();
+  return options;
+}
+
+std::vector<runtime::BackendOptions> InstanceOptionsFromConfig(
+    const ModelConfig& config, int cuda_devices, int cpu_cores) {
+  std::string forced_device;
+  int threads = 0;
+  if (auto it = config.parameters().find("device");
+      it != config.parameters().end()) {
+    forced_device = it->second.string_value();
+  }
+  if (auto it = config.parameters().find("intra_op_threads");
+      it != config.parameters().end()) {
+    (void)absl::SimpleAtoi(it->second.string_value(), &threads);
+  }
+
+  std::vector<runtime::BackendOptions> instances;
+  for (const config::ModelInstanceGroup& group : config.instance_group()) {
+    for (int i = 0; i < group.count(); ++i) {
+      runtime::BackendOptions options;
+      if (!forced_device.empty()) {
+        options.device = forced_device;
+      } else if (group.kind() == config::ModelInstanceGroup::KIND_GPU ||
+                 (group.kind() == config::ModelInstanceGroup::KIND_AUTO &&
+                  cuda_devices > 0)) {
+        const int gpu =
+            group.gpus_size() > 0 ? group.gpus(i % group.gpus_size()) : 0;
+        options.device = absl::StrCat("cuda:", gpu);
+      } else {
+        options.device = "cpu";
+      }
+      instances.push_back(std::move(options));
+    }
+  }
+  // By default the CPU instances share the cores evenly.
+  int cpu_instances = 0;
+  for (const auto& o : instances) cpu_instances += o.device == "cpu";
+  for (auto& o : instances) {
+    if (threads > 0) {
+      o.intra_op_threads = threads;
+    } else if (o.device == "cpu") {
+      o.intra_op_threads = std::max(1, cpu_cores / std::max(1, cpu_instances));
+    }
+  }
+  // Warm up the sizes the batcher will form most: 1 and the largest.
+  for (auto& o : instances) {
+    o.warmup_batch_sizes = {1};
+    if (config.max_batch_size() > 1) {
+      o.warmup_batch_sizes.push_back(config.max_batch_size());
+    }
+  }
+  return instances;
+}
+
+}  // namespace clipserve::server

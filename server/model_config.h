@@ -1,0 +1,51 @@
+// Reading and checking a model's config.pbtxt.
+#ifndef CLIPSERVE_SERVER_MODEL_CONFIG_H_
+#define CLIPSERVE_SERVER_MODEL_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "batching/batch_scheduler.h"
+#include "clipserve/config.pb.h"
+#include "runtime/backend.h"
+
+namespace clipserve::server {
+
+// Backends a config may name.
+inline constexpr const char* kTorchScriptBackend = "torchscript";
+
+// Defaults filled in by ValidateModelConfig where the config leaves a field out.
+inline constexpr uint64_t kDefaultMaxQueueSize = 1024;
+
+// Parses `text` (protobuf text format). Errors are INVALID_ARGUMENT naming
+// `path` and the line and column.
+absl::StatusOr<config::ModelConfig> ParseModelConfig(const std::string& text,
+                                                     const std::string& path);
+
+// Reads and parses the file at `path`, then validates it as the config of
+// the model in directory `dir_name`. NOT_FOUND if the file is missing.
+absl::StatusOr<config::ModelConfig> LoadModelConfig(const std::string& path,
+                                                    const std::string& dir_name);
+
+// Checks every field and fills defaults (name from `dir_name` when empty,
+// instance count 1, max_queue_size). Errors are INVALID_ARGUMENT with a
+// message "<path>: <field>: <what is wrong>".
+absl::Status ValidateModelConfig(config::ModelConfig* config,
+                                 const std::string& path,
+                                 const std::string& dir_name);
+
+// Derived settings of a valid config.
+runtime::ModelSpec SpecFromConfig(const config::ModelConfig& config);
+batching::BatchQueueOptions QueueOptionsFromConfig(
+    const config::ModelConfig& config);
+
+// One entry per instance: where it runs and with how many threads.
+// `cuda_devices` is how many CUDA devices this process sees.
+std::vector<runtime::BackendOptions> InstanceOptionsFromConfig(
+    const config::ModelConfig& config, int cuda_devices, int cpu_cores);
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_MODEL_CONFIG_H_

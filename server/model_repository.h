@@ -1,0 +1,56 @@
+// ModelRepository: the models a server serves, loaded at start-up.
+//
+// Layout (Triton's):
+//   <repository>/<model>/config.pbtxt      required, see proto/clipserve/config.proto
+//   <repository>/<model>/labels.txt        optional, one class name per line
+//   <repository>/<model>/<version>/model.pt  numeric version directories;
+//                                            the highest one is served
+#ifndef CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
+#define CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/served_model.h"
+
+namespace clipserve::server {
+
+// Name of the model served when no repository is given.
+inline constexpr const char* kBuiltinModelName = "tiny-video-net";
+
+class ModelRepository {
+ public:
+  // Loads every model under `root`. Any bad model stops the load with an
+  // error naming its file and field.
+  static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(
+      const std::string& root);
+
+  // The built-in default model: an untrained TinyVideoNet, 400 classes,
+  // 16 x 112 x 112 clips, so the server runs with nothing to download.
+  static absl::StatusOr<std::unique_ptr<ModelRepository>> Builtin();
+
+  // The model `name` (empty: the default model) at `version` (empty: the
+  // loaded one); NOT_FOUND naming what exists otherwise.
+  absl::StatusOr<ServedModel*> Find(const std::string& name,
+                                    const std::string& version) const;
+
+  // Models in name order.
+  std::vector<ServedModel*> models() const;
+
+  // Bytes of the largest single request any model accepts (an FP32 clip at
+  // its full shape), or 0 when some model accepts any size.
+  size_t largest_clip_bytes() const;
+
+  // Answers every queued request and stops all models' instances.
+  void Shutdown();
+
+ private:
+  std::map<std::string, std::unique_ptr<ServedModel>> models_;
+};
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_MODEL_REPOSITORY_H_

@@ -1,0 +1,101 @@
+#include "server/served_model.h"
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/model_config.h"
+
+namespace clipserve::server {
+namespace {
+
+int64_t Micros(batching::Duration d) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
+}
+
+}  // namespace
+
+ServedModel::ServedModel(config::ModelConfig config, std::string version,
+                         std::vector<std::string> labels,
+                         std::vector<std::unique_ptr<runtime::Backend>> instances)
+    : config_(std::move(config)),
+      version_(std::move(version)),
+      labels_(std::move(labels)),
+      spec_(instances.front()->spec()),
+      default_timeout_(std::chrono::microseconds(
+          config_.dynamic_batching().default_timeout_microseconds())) {
+  instances_.resize(instances.size());
+  for (size_t i = 0; i < instances.size(); ++i) {
+    instances_[i].backend = std::move(instances[i]);
+    instances_[i].views.reserve(config_.max_batch_size());
+  }
+}
+
+absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
+    config::ModelConfig config, std::string version,
+    std::vector<std::string> labels,
+    std::vector<std::unique_ptr<runtime::Backend>> instances) {
+  if (instances.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model '", config.name(), "' has no instances"));
+  }
+  const int64_t classes = instances.front()->spec().num_classes;
+  if (!labels.empty() && static_cast<int64_t>(labels.size()) != classes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", config.name(), "': labels.txt has ", labels.size(),
+        " labels but the output has ", classes, " classes"));
+  }
+  batching::BatchSchedulerOptions options;
+  options.queue = QueueOptionsFromConfig(config);
+  options.num_instances = static_cast<int>(instances.size());
+  std::unique_ptr<ServedModel> model(new ServedModel(
+      std::move(config), std::move(version), std::move(labels),
+      std::move(instances)));
+  ServedModel* self = model.get();
+  absl::StatusOr<std::unique_ptr<batching::BatchScheduler>> scheduler =
+      batching::BatchScheduler::Create(
+          std::move(options), [self](int instance, batching::Batch batch) {
+            self->RunBatch(instance, std::move(batch));
+          });
+  if (!scheduler.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", self->name(), "': ", scheduler.status().message()));
+  }
+  model->scheduler_ = *std::move(scheduler);
+  return model;
+}
+
+ServedModel::~ServedModel() {
+  if (scheduler_) scheduler_->Shutdown();
+}
+
+void ServedModel::RunBatch(int instance, batching::Batch batch) {
+  InstanceState& state = instances_[instance];
+  state.views.clear();
+  for (const batching::Batch::Entry& e : batch.entries) {
+    state.views.push_back(static_cast<InferenceTask*>(e.task)->clip());
+  }
+  const absl::Status status = state.backend->Run(state.views, &state.logits);
+  const auto done = std::chrono::steady_clock::now();
+
+  ExecutionStats stats;
+  stats.batch_size = batch.size;
+  stats.compute_us = Micros(done - batch.formed_time);
+  const int64_t classes = spec_.num_classes;
+  size_t row = 0;
+  for (const batching::Batch::Entry& e : batch.entries) {
+    auto* task = static_cast<InferenceTask*>(e.task);
+    const int64_t count = task->clip().count;
+    if (!status.ok()) {
+      task->Fail(status);
+      continue;
+    }
+    stats.queue_us = Micros(batch.formed_time - e.enqueue_time);
+    task->Complete(absl::MakeConstSpan(state.logits.data() + row * classes,
+                                       count * classes),
+                   classes, stats);
+    row += count;
+  }
+}
+
+}  // namespace clipserve::server

@@ -1,0 +1,74 @@
+// ServedModel: one loaded model version with its batcher and instances.
+#ifndef CLIPSERVE_SERVER_SERVED_MODEL_H_
+#define CLIPSERVE_SERVER_SERVED_MODEL_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "batching/batch_scheduler.h"
+#include "clipserve/config.pb.h"
+#include "runtime/backend.h"
+#include "server/inference_task.h"
+
+namespace clipserve::server {
+
+class ServedModel {
+ public:
+  // Takes the instances (at least one, all with the same spec) and starts
+  // one batching thread per instance. `labels` is empty or has one entry per
+  // class.
+  static absl::StatusOr<std::unique_ptr<ServedModel>> Create(
+      config::ModelConfig config, std::string version,
+      std::vector<std::string> labels,
+      std::vector<std::unique_ptr<runtime::Backend>> instances);
+
+  // Drains (see Shutdown).
+  ~ServedModel();
+
+  const std::string& name() const { return config_.name(); }
+  const std::string& version() const { return version_; }
+  const config::ModelConfig& config() const { return config_; }
+  const runtime::ModelSpec& spec() const { return spec_; }
+  // Empty when the model has no labels.txt.
+  const std::vector<std::string>& labels() const { return labels_; }
+  int num_instances() const { return static_cast<int>(instances_.size()); }
+  // Requests without a deadline of their own get now + this; zero: none.
+  batching::Duration default_timeout() const { return default_timeout_; }
+
+  // Queues `task` (its clip and key already set). On error the task was not
+  // queued and the caller completes it.
+  absl::Status Enqueue(InferenceTask* task) { return scheduler_->Enqueue(task); }
+
+  // Refuses new requests, answers every queued one, and returns when the
+  // instances are idle. Idempotent.
+  void Shutdown() { scheduler_->Shutdown(); }
+
+ private:
+  // What one instance reuses from batch to batch.
+  struct InstanceState {
+    std::unique_ptr<runtime::Backend> backend;
+    std::vector<runtime::ClipView> views;
+    std::vector<float> logits;
+  };
+
+  ServedModel(config::ModelConfig config, std::string version,
+              std::vector<std::string> labels,
+              std::vector<std::unique_ptr<runtime::Backend>> instances);
+  void RunBatch(int instance, batching::Batch batch);
+
+  const config::ModelConfig config_;
+  const std::string version_;
+  const std::vector<std::string> labels_;
+  const runtime::ModelSpec spec_;
+  const batching::Duration default_timeout_;
+  std::vector<InstanceState> instances_;
+  // Last member: its threads use the members above and stop first.
+  std::unique_ptr<batching::BatchScheduler> scheduler_;
+};
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_SERVED_MODEL_H_

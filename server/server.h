@@ -1,0 +1,56 @@
+// Server: the gRPC front of a ModelRepository, and its shutdown sequence.
+#ifndef CLIPSERVE_SERVER_SERVER_H_
+#define CLIPSERVE_SERVER_SERVER_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "server/classify_service.h"
+#include "server/model_repository.h"
+
+namespace clipserve::server {
+
+struct ServerOptions {
+  // host:port to listen on; port 0 picks a free one (see Server::port()).
+  std::string grpc_address = "0.0.0.0:8001";
+  // Largest request accepted, in bytes; larger messages get RESOURCE_EXHAUSTED
+  // from gRPC. 0: derived from the models (largest FP32 clip plus 1 MiB of
+  // headroom, or 256 MiB when a model accepts clips of any size).
+  size_t max_request_bytes = 0;
+};
+
+class Server {
+ public:
+  // Starts serving `models` (and grpc.health.v1, server reflection).
+  static absl::StatusOr<std::unique_ptr<Server>> Start(
+      std::unique_ptr<ModelRepository> models, const ServerOptions& options);
+
+  ~Server();
+
+  // The port actually bound.
+  int port() const { return port_; }
+  size_t max_request_bytes() const { return max_request_bytes_; }
+
+  // Graceful shutdown: health turns NOT_SERVING, new requests get
+  // UNAVAILABLE, every queued and running request is answered, then gRPC
+  // stops (waiting at most `grace` for calls still open). Idempotent.
+  void Shutdown(std::chrono::milliseconds grace);
+
+ private:
+  Server() = default;
+
+  std::unique_ptr<ModelRepository> models_;
+  std::unique_ptr<ClassifyService> classify_;
+  std::unique_ptr<grpc::Server> grpc_;
+  int port_ = 0;
+  size_t max_request_bytes_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_SERVER_H_

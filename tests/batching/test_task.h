@@ -1,0 +1,74 @@
+// Test helpers shared by the batching tests.
+#ifndef CLIPSERVE_TESTS_BATCHING_TEST_TASK_H_
+#define CLIPSERVE_TESTS_BATCHING_TEST_TASK_H_
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "batching/batch_queue.h"
+#include "batching/task.h"
+
+namespace clipserve::batching::testing {
+
+// A Task that records how, and how many times, it was completed: by Fail()
+// from the queue, or by Complete() from whoever received it in a batch.
+class TestTask : public Task {
+ public:
+  explicit TestTask(BatchKey key, int size = 1,
+                    TimePoint deadline = TimePoint::max())
+      : key_(key), size_(size), deadline_(deadline) {}
+
+  int size() const override { return size_; }
+  BatchKey key() const override { return key_; }
+  TimePoint deadline() const override { return deadline_; }
+  bool IsCancelled() const override { return cancelled_.load(); }
+
+  void Fail(const absl::Status& status) override { Finish(status); }
+  void Complete() { Finish(absl::OkStatus()); }
+  void Cancel() { cancelled_.store(true); }
+
+  // Times Fail() or Complete() was called; exactly 1 once done.
+  int completions() const { return completions_.load(); }
+  // The status it was completed with (UNKNOWN before).
+  absl::Status status() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return status_;
+  }
+
+ private:
+  void Finish(const absl::Status& status) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      status_ = status;
+    }
+    completions_.fetch_add(1);
+  }
+
+  const BatchKey key_;
+  const int size_;
+  const TimePoint deadline_;
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> completions_{0};
+  mutable std::mutex mu_;
+  absl::Status status_ = absl::UnknownError("not completed");
+};
+
+inline TestTask* AsTestTask(Task* task) { return static_cast<TestTask*>(task); }
+
+// The tasks of `batch`, in batch order.
+inline std::vector<Task*> TasksOf(const Batch& batch) {
+  std::vector<Task*> tasks;
+  for (const Batch::Entry& e : batch.entries) tasks.push_back(e.task);
+  return tasks;
+}
+
+// Completes every task of `batch` with OK, as a processor would.
+inline void CompleteAll(const Batch& batch) {
+  for (const Batch::Entry& e : batch.entries) AsTestTask(e.task)->Complete();
+}
+
+}  // namespace clipserve::batching::testing
+
+#endif  // CLIPSERVE_TESTS_BATCHING_TEST_TASK_H_

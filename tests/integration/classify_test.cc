@@ -1,0 +1,504 @@
+// End to end: the real clipserve binary on loopback, called through the real
+// gRPC stubs.
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <torch/script.h>
+
+#include "absl/strings/str_cat.h"
+#include "client/clips.h"
+#include "client/npy.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
+
+namespace clipserve::testing {
+namespace {
+
+using grpc::health::v1::HealthCheckResponse;
+using std::chrono::milliseconds;
+
+constexpr int kT = 4, kH = 16, kW = 16, kClasses = 10;
+
+v1::ClassifyRequest Request(const std::string& model, uint64_t seed,
+                            v1::DataType dtype = v1::UINT8) {
+  v1::ClassifyRequest r;
+  r.set_model_name(model);
+  r.set_top_k(3);
+  r.set_return_logits(true);
+  *r.mutable_clip() = client::RandomClip(dtype, kT, kH, kW, seed);
+  return r;
+}
+
+struct CallResult {
+  grpc::Status status;
+  v1::ClassifyResponse response;
+};
+
+CallResult Call(const std::shared_ptr<grpc::Channel>& channel,
+                const v1::ClassifyRequest& request,
+                milliseconds timeout = milliseconds(60000)) {
+  auto stub = v1::VideoClassifier::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  CallResult r;
+  r.status = stub->Classify(&context, request, &r.response);
+  return r;
+}
+
+std::future<CallResult> CallAsync(const std::shared_ptr<grpc::Channel>& channel,
+                                  v1::ClassifyRequest request,
+                                  milliseconds timeout = milliseconds(60000)) {
+  return std::async(std::launch::async, [channel, request, timeout] {
+    return Call(channel, request, timeout);
+  });
+}
+
+HealthCheckResponse::ServingStatus Health(const std::shared_ptr<grpc::Channel>& ch,
+                                          const std::string& service,
+                                          grpc::Status* status) {
+  auto stub = grpc::health::v1::Health::NewStub(ch);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  HealthCheckResponse response;
+  *status = stub->Check(&context, request, &response);
+  return response.status();
+}
+
+// The logits the model gives for `clip` when run directly with LibTorch.
+std::vector<float> DirectLogits(const std::string& model_path,
+                                const v1::Tensor& clip) {
+  torch::jit::Module m = torch::jit::load(model_path);
+  m.eval();
+  torch::NoGradGuard no_grad;
+  at::Tensor frames = torch::from_blob(const_cast<char*>(clip.data().data()),
+                                       {1, kT, kH, kW, 3}, torch::kUInt8);
+  at::Tensor x = frames.to(torch::kFloat).div(127.5).sub(1).permute({0, 4, 1, 2, 3}).contiguous();
+  at::Tensor y = m.forward({x}).toTensor().contiguous();
+  return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+}
+
+void ExpectLogitsNear(const v1::ClassifyResponse& r, const std::vector<float>& want) {
+  ASSERT_EQ(r.logits_size(), static_cast<int>(want.size()));
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_NEAR(r.logits(i), want[i], 1e-4 * (1 + std::abs(want[i]))) << i;
+  }
+}
+
+// One server for most tests, with a repository of small models.
+class ClassifyTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    repo_ = new TempDir();
+    std::vector<std::string> labels;
+    for (int i = 0; i < kClasses; ++i) labels.push_back(absl::StrCat("action ", i));
+    // Batches up to 8, waits up to 50 ms for them to fill.
+    WriteTinyModel(repo_->path(), "tiny",
+                   ModelConfigText("tiny", 8, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 50000 }"),
+                   7, labels);
+    // Holds requests for 1 s; queue of 2.
+    WriteTinyModel(repo_->path(), "held",
+                   ModelConfigText("held", 8, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 1000000"
+                                   " max_queue_size: 2 }"),
+                   8);
+    // Server-side default deadline of 200 ms, shorter than its 3 s delay.
+    WriteTinyModel(repo_->path(), "timeout",
+                   ModelConfigText("timeout", 8, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 3000000"
+                                   " default_timeout_microseconds: 200000 }"),
+                   9);
+    WriteScriptModel(repo_->path(), "failing",
+                     ModelConfigText("failing", 8, kT, kH, kW, kClasses,
+                                     "dynamic_batching { max_queue_delay_microseconds: 100000 }"),
+                     FailingForward(), kClasses);
+    server_ = ServerProcess::Start({"--model-repository", repo_->path()}).release();
+    ASSERT_NE(server_, nullptr);
+  }
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      EXPECT_EQ(server_->Wait(), 0);
+    }
+    delete server_;
+    delete repo_;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  std::shared_ptr<grpc::Channel> Channel() { return server_->Channel(); }
+  std::string ModelPath(const std::string& name) {
+    return absl::StrCat(repo_->path(), "/", name, "/1/model.pt");
+  }
+  // The server still answers a good request correctly.
+  void ExpectStillServing() {
+    CallResult r = Call(Channel(), Request("tiny", 99));
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.classes_size(), 3);
+  }
+
+  static TempDir* repo_;
+  static ServerProcess* server_;
+};
+
+TempDir* ClassifyTest::repo_ = nullptr;
+ServerProcess* ClassifyTest::server_ = nullptr;
+
+TEST_F(ClassifyTest, ResultEqualsTheModelRunDirectly) {
+  const v1::ClassifyRequest req = Request("tiny", 1);
+  CallResult r = Call(Channel(), req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.model_name(), "tiny");
+  EXPECT_EQ(r.response.model_version(), "1");
+  const std::vector<float> want = DirectLogits(ModelPath("tiny"), req.clip());
+  ExpectLogitsNear(r.response, want);
+
+  // Top-3 by logit, with labels and softmax probabilities.
+  std::vector<int> order(kClasses);
+  for (int i = 0; i < kClasses; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return want[a] > want[b]; });
+  double sum = 0;
+  for (float v : want) sum += std::exp(v - want[order[0]]);
+  ASSERT_EQ(r.response.classes_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(r.response.classes(i).class_index(), order[i]);
+    EXPECT_EQ(r.response.classes(i).label(), absl::StrCat("action ", order[i]));
+    EXPECT_NEAR(r.response.classes(i).probability(),
+                std::exp(want[order[i]] - want[order[0]]) / sum, 1e-5);
+  }
+  EXPECT_GE(r.response.timings().batch_size(), 1);
+  EXPECT_GT(r.response.timings().compute_us(), 0);
+}
+
+TEST_F(ClassifyTest, Fp32ClipGivesTheSameAnswerAsItsUint8Frames) {
+  const v1::ClassifyRequest u8 = Request("tiny", 2);
+  // The same clip normalised on the client, channels first.
+  v1::ClassifyRequest f32 = u8;
+  v1::Tensor* t = f32.mutable_clip();
+  t->set_dtype(v1::FP32);
+  t->clear_shape();
+  for (int d : {3, kT, kH, kW}) t->add_shape(d);
+  std::string data(3 * kT * kH * kW * sizeof(float), '\0');
+  const auto* frames = reinterpret_cast<const uint8_t*>(u8.clip().data().data());
+  float* out = reinterpret_cast<float*>(data.data());
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < kT * kH * kW; ++i) out[c * kT * kH * kW + i] = frames[i * 3 + c] / 127.5f - 1;
+  t->set_data(data);
+
+  CallResult a = Call(Channel(), u8);
+  CallResult b = Call(Channel(), f32);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  ExpectLogitsNear(b.response, std::vector<float>(a.response.logits().begin(),
+                                                  a.response.logits().end()));
+}
+
+TEST_F(ClassifyTest, ConcurrentClientsShareBatchesAndEachGetsItsOwnAnswer) {
+  constexpr int kClients = 16;
+  std::vector<v1::ClassifyRequest> requests;
+  std::vector<std::future<CallResult>> calls;
+  for (int i = 0; i < kClients; ++i) requests.push_back(Request("tiny", 100 + i));
+  for (int i = 0; i < kClients; ++i) calls.push_back(CallAsync(Channel(), requests[i]));
+  int largest = 0;
+  for (int i = 0; i < kClients; ++i) {
+    CallResult r = calls[i].get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    largest = std::max(largest, r.response.timings().batch_size());
+    EXPECT_LE(r.response.timings().batch_size(), 8);
+    ExpectLogitsNear(r.response, DirectLogits(ModelPath("tiny"), requests[i].clip()));
+  }
+  EXPECT_GT(largest, 1) << "16 concurrent clients never shared a batch";
+}
+
+TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
+  // "held" keeps requests for 1 s and queues at most 2.
+  auto a = CallAsync(Channel(), Request("held", 1));
+  auto b = CallAsync(Channel(), Request("held", 2));
+  // Let both arrive; then the third must be refused at once.
+  std::this_thread::sleep_for(milliseconds(300));
+  const auto start = std::chrono::steady_clock::now();
+  CallResult c = Call(Channel(), Request("held", 3));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(c.status.error_message().find("max_queue_size 2"), std::string::npos)
+      << c.status.error_message();
+  // The queued two are answered, together.
+  CallResult ra = a.get(), rb = b.get();
+  ASSERT_TRUE(ra.status.ok()) << ra.status.error_message();
+  ASSERT_TRUE(rb.status.ok()) << rb.status.error_message();
+  EXPECT_EQ(ra.response.timings().batch_size(), 2);
+  EXPECT_GE(ra.response.timings().queue_us(), 900000);
+  ExpectStillServing();
+}
+
+TEST_F(ClassifyTest, ServerSideDefaultTimeoutAnswersDeadlineExceeded) {
+  const auto start = std::chrono::steady_clock::now();
+  // No client deadline: the model's default_timeout (200 ms) applies.
+  auto stub = v1::VideoClassifier::NewStub(Channel());
+  grpc::ClientContext context;
+  v1::ClassifyResponse response;
+  const grpc::Status s = stub->Classify(&context, Request("timeout", 1), &response);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_NE(s.error_message().find("queue"), std::string::npos) << s.error_message();
+  // Answered near the deadline, not when the 3 s batch delay ran out.
+  EXPECT_LT(took, milliseconds(2000));
+  ExpectStillServing();
+}
+
+TEST_F(ClassifyTest, ExpiredRequestNeverTakesABatchSlot) {
+  // A client deadline of 100 ms on a model that holds requests for 1 s.
+  CallResult expired = Call(Channel(), Request("held", 4), milliseconds(100));
+  EXPECT_EQ(expired.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The next request's batch holds only itself.
+  CallResult next = Call(Channel(), Request("held", 5));
+  ASSERT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_EQ(next.response.timings().batch_size(), 1);
+}
+
+TEST_F(ClassifyTest, BadRequestsGetPreciseErrorsAndTheServerKeepsServing) {
+  struct Case {
+    std::string what;
+    v1::ClassifyRequest request;
+    grpc::StatusCode code;
+    std::string message;
+  };
+  std::vector<Case> cases;
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.mutable_clip()->set_dtype(v1::DATA_TYPE_UNSPECIFIED);
+    cases.push_back({"no dtype", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "clip.dtype must be UINT8 or FP32"});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.mutable_clip()->mutable_data()->pop_back();
+    cases.push_back({"short data", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     absl::StrCat("clip.data has ", kT * kH * kW * 3 - 1, " bytes")});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.mutable_clip()->set_shape(0, 0);
+    r.mutable_clip()->clear_data();
+    cases.push_back({"empty clip", r, grpc::StatusCode::INVALID_ARGUMENT, "clip is empty"});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.clear_clip();
+    cases.push_back({"no clip", r, grpc::StatusCode::INVALID_ARGUMENT, "request has no clip"});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    *r.mutable_clip() = client::RandomClip(v1::UINT8, kT + 1, kH, kW, 1);
+    cases.push_back({"wrong frames", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "clip is 5 x 16 x 16 (T x H x W); model 'tiny' takes 4 x 16 x 16"});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1, v1::FP32);
+    r.mutable_clip()->set_dtype(v1::UINT8);
+    cases.push_back({"fp32 bytes labelled uint8", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "channels"});
+  }
+  cases.push_back({"unknown model", Request("nope", 1), grpc::StatusCode::NOT_FOUND,
+                   "unknown model 'nope'"});
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.set_model_version("7");
+    cases.push_back({"unknown version", r, grpc::StatusCode::NOT_FOUND,
+                     "model 'tiny' has no version '7'"});
+  }
+  {
+    // Past the server's message limit (largest clip + 1 MiB): refused by
+    // gRPC before any of our code runs.
+    v1::ClassifyRequest r = Request("tiny", 1);
+    r.mutable_clip()->mutable_data()->resize(3 << 20);
+    cases.push_back({"oversized message", r, grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     "larger than max"});
+  }
+  for (const Case& c : cases) {
+    CallResult r = Call(Channel(), c.request);
+    EXPECT_EQ(r.status.error_code(), c.code) << c.what << ": " << r.status.error_message();
+    EXPECT_NE(r.status.error_message().find(c.message), std::string::npos)
+        << c.what << ": " << r.status.error_message();
+    ExpectStillServing();
+  }
+}
+
+TEST_F(ClassifyTest, ModelErrorFailsOnlyItsOwnBatch) {
+  v1::ClassifyRequest bad = Request("failing", 1);
+  std::fill(bad.mutable_clip()->mutable_data()->begin(),
+            bad.mutable_clip()->mutable_data()->end(), '\xff');
+  v1::ClassifyRequest good = Request("failing", 2);
+  for (char& c : *good.mutable_clip()->mutable_data()) c = static_cast<char>(static_cast<uint8_t>(c) % 200);
+
+  CallResult r = Call(Channel(), bad);
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INTERNAL);
+  EXPECT_NE(r.status.error_message().find("boom: saturated pixels"), std::string::npos)
+      << r.status.error_message();
+  CallResult ok = Call(Channel(), good);
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  ExpectStillServing();
+}
+
+TEST_F(ClassifyTest, HealthIsServingOverallAndPerModel) {
+  grpc::Status s;
+  EXPECT_EQ(Health(Channel(), "", &s), HealthCheckResponse::SERVING);
+  EXPECT_TRUE(s.ok());
+  EXPECT_EQ(Health(Channel(), "tiny", &s), HealthCheckResponse::SERVING);
+  EXPECT_TRUE(s.ok());
+  Health(Channel(), "no-such-model", &s);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(ClassifyTest, ReflectionListsTheService) {
+  // grpc.reflection.v1alpha.ServerReflectionRequest{list_services: ""}:
+  // field 7, length-delimited, empty.
+  const std::string request("\x3a\x00", 2);
+  grpc::GenericStub stub(Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::CompletionQueue cq;
+  auto call = stub.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::Slice slice(request);
+  grpc::ByteBuffer out(&slice, 1);
+  call->Write(out, reinterpret_cast<void*>(2));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  grpc::ByteBuffer in;
+  call->Read(&in, reinterpret_cast<void*>(3));
+  ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(in.Dump(&slices).ok());
+  std::string bytes;
+  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_NE(bytes.find("clipserve.v1.VideoClassifier"), std::string::npos);
+  EXPECT_NE(bytes.find("grpc.health.v1.Health"), std::string::npos);
+  call->WritesDone(reinterpret_cast<void*>(4));
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+// SIGTERM with requests queued and running: all are answered, new ones are
+// refused, health turns NOT_SERVING, and the process exits 0.
+TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
+  TempDir repo;
+  // About 150 ms per batch of at most 2: 8 requests keep it busy ~600 ms.
+  WriteScriptModel(repo.path(), "slow",
+                   ModelConfigText("slow", 2, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 0 }"),
+                   SlowForward(300), kClasses);
+  std::unique_ptr<ServerProcess> server =
+      ServerProcess::Start({"--model-repository", repo.path()});
+  ASSERT_NE(server, nullptr);
+  std::vector<std::future<CallResult>> calls;
+  for (int i = 0; i < 8; ++i) calls.push_back(CallAsync(server->Channel(), Request("slow", i)));
+  std::this_thread::sleep_for(milliseconds(200));
+
+  server->Signal(SIGTERM);
+  ASSERT_TRUE(server->WaitForLog("draining", milliseconds(5000)));
+  // While it drains: refused, and not serving (or already gone).
+  CallResult late = Call(server->Channel(), Request("slow", 99));
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << late.status.error_message();
+  grpc::Status hs;
+  const auto health = Health(server->Channel(), "", &hs);
+  if (hs.ok()) {
+    EXPECT_EQ(health, HealthCheckResponse::NOT_SERVING);
+  }
+
+  for (auto& c : calls) {
+    CallResult r = c.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.classes_size(), 3);
+  }
+  EXPECT_EQ(server->Wait(), 0);
+  EXPECT_NE(server->Log().find("all queued requests answered"), std::string::npos);
+}
+
+TEST(StartupTest, BadConfigStopsStartupNamingFileAndField) {
+  TempDir repo;
+  WriteTinyModel(repo.path(), "m",
+                 ModelConfigText("m", 0, kT, kH, kW, kClasses, ""), 1);
+  ServerProcess::Output out = ServerProcess::RunCommand(
+      absl::StrCat(CLIPSERVE_BINARY, " --grpc-port 0 --model-repository ", repo.path()));
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.text.find(absl::StrCat(repo.path(), "/m/config.pbtxt: max_batch_size: "
+                                                    "must be at least 1, got 0")),
+            std::string::npos)
+      << out.text;
+}
+
+TEST(StartupTest, UsageErrorsAndHelp) {
+  ServerProcess::Output help = ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --help"));
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.text.find("--model-repository"), std::string::npos);
+  ServerProcess::Output bad =
+      ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --grpc-port x"));
+  EXPECT_EQ(bad.exit_code, 64);
+  EXPECT_NE(bad.text.find("--grpc-port must be a number"), std::string::npos) << bad.text;
+  ServerProcess::Output missing =
+      ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --model-repository /nonexistent"));
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.text.find("/nonexistent is not a directory"), std::string::npos)
+      << missing.text;
+}
+
+TEST_F(ClassifyTest, CommandLineClientPrintsTopKAndExitsWithTheStatusCode) {
+  const std::string base = absl::StrCat(CLIPSERVE_CLIENT_BINARY, " --server ",
+                                        server_->address(), " --model tiny");
+  ServerProcess::Output ok = ServerProcess::RunCommand(
+      absl::StrCat(base, " --frames 4 --height 16 --width 16 --top-k 2"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.text;
+  EXPECT_NE(ok.text.find("model tiny version 1"), std::string::npos) << ok.text;
+  EXPECT_NE(ok.text.find("action "), std::string::npos) << ok.text;
+  EXPECT_NE(ok.text.find("batch size"), std::string::npos) << ok.text;
+
+  // A .npy clip: the same answer as the same clip sent directly.
+  const v1::ClassifyRequest req = Request("tiny", 5);
+  client::NpyArray npy{"|u1", {kT, kH, kW, 3}, req.clip().data()};
+  const std::string npy_path = absl::StrCat(repo_->path(), "/clip.npy");
+  std::ofstream(npy_path, std::ios::binary) << client::SerializeNpy(npy);
+  ServerProcess::Output from_file =
+      ServerProcess::RunCommand(absl::StrCat(base, " --top-k 1 ", npy_path));
+  EXPECT_EQ(from_file.exit_code, 0) << from_file.text;
+  CallResult direct = Call(Channel(), req);
+  ASSERT_TRUE(direct.status.ok());
+  EXPECT_NE(from_file.text.find(absl::StrCat(
+                "class ", direct.response.classes(0).class_index(), " ")),
+            std::string::npos)
+      << from_file.text;
+
+  ServerProcess::Output wrong = ServerProcess::RunCommand(
+      absl::StrCat(CLIPSERVE_CLIENT_BINARY, " --server ", server_->address(),
+                   " --model nope --frames 4 --height 16 --width 16"));
+  EXPECT_EQ(wrong.exit_code, 5) << wrong.text;  // NOT_FOUND
+  EXPECT_NE(wrong.text.find("NOT_FOUND"), std::string::npos) << wrong.text;
+
+  ServerProcess::Output health = ServerProcess::RunCommand(
+      absl::StrCat(CLIPSERVE_CLIENT_BINARY, " --server ", server_->address(),
+                   " health --service tiny"));
+  EXPECT_EQ(health.exit_code, 0) << health.text;
+  EXPECT_NE(health.text.find("SERVING"), std::string::npos) << health.text;
+}
+
+}  // namespace
+}  // namespace clipserve::testing

@@ -1,0 +1,103 @@
+#include "tests/integration/test_models.h"
+
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include <torch/script.h>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/tiny_video_net.h"
+#include "tests/runtime/test_models.h"
+
+namespace clipserve::testing {
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  const char* base = getenv("TMPDIR");
+  std::string pattern = absl::StrCat(base ? base : "/tmp", "/clipserve-test-XXXXXX");
+  if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+std::string ModelConfigText(const std::string& name, int max_batch_size, int t,
+                            int h, int w, int classes, const std::string& extra) {
+  return absl::StrCat("name: \"", name, "\"\nbackend: \"torchscript\"\n",
+                      "max_batch_size: ", max_batch_size, "\n",
+                      "input { name: \"clip\" data_type: TYPE_FP32 dims: [3, ", t,
+                      ", ", h, ", ", w, "] }\n",
+                      "output { name: \"logits\" data_type: TYPE_FP32 dims: [",
+                      classes, "] }\n", extra, "\n");
+}
+
+namespace {
+
+void WriteFile(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path) << text;
+}
+
+}  // namespace
+
+void WriteTinyModel(const std::string& repo, const std::string& name,
+                    const std::string& config, uint64_t seed,
+                    const std::vector<std::string>& labels) {
+  const fs::path dir = fs::path(repo) / name;
+  WriteFile(dir / "config.pbtxt", config);
+  fs::create_directories(dir / "1");
+  runtime::TinyVideoNetOptions options;
+  options.seed = seed;
+  // The class count is in the config; read it back from there.
+  const size_t at = config.find("output {");
+  const size_t dims = config.find("dims: [", at);
+  options.num_classes = std::stoll(config.substr(dims + 7));
+  options.width = 8;
+  const absl::Status s = runtime::SaveTinyVideoNet((dir / "1" / "model.pt").string(), options);
+  if (!s.ok()) throw std::runtime_error(std::string(s.message()));
+  if (!labels.empty()) {
+    std::string text;
+    for (const std::string& l : labels) absl::StrAppend(&text, l, "\n");
+    WriteFile(dir / "labels.txt", text);
+  }
+}
+
+void WriteScriptModel(const std::string& repo, const std::string& name,
+                      const std::string& config, const std::string& source,
+                      int classes) {
+  const fs::path dir = fs::path(repo) / name;
+  WriteFile(dir / "config.pbtxt", config);
+  fs::create_directories(dir / "1");
+  torch::jit::Module m("TestModel");
+  torch::manual_seed(3);
+  m.register_parameter("w", torch::randn({3, classes}), false);
+  runtime::testing::DefineWithExceptions(m, source);
+  m.save((dir / "1" / "model.pt").string());
+}
+
+std::string SlowForward(int iterations) {
+  return absl::StrCat(R"(
+def forward(self, x):
+    y = x
+    for i in range()", iterations, R"():
+        y = torch.tanh(y)
+    return y.mean(dim=[2, 3, 4]).matmul(self.w)
+)");
+}
+
+std::string FailingForward() {
+  return R"(
+def forward(self, x):
+    if bool(x.max() > 0.99):
+        raise Exception("boom: saturated pixels")
+    return x.mean(dim=[2, 3, 4]).matmul(self.w)
+)";
+}
+
+}  // namespace clipserve::testing

@@ -1,0 +1,51 @@
+// Model repositories for integration tests, written to a temporary
+// directory: TinyVideoNet models and small TorchScript models with special
+// behaviour (slow, failing).
+#ifndef CLIPSERVE_TESTS_INTEGRATION_TEST_MODELS_H_
+#define CLIPSERVE_TESTS_INTEGRATION_TEST_MODELS_H_
+
+#include <string>
+#include <vector>
+
+namespace clipserve::testing {
+
+// A fresh empty directory under $TMPDIR (or /tmp), removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// The config.pbtxt text for a TorchScript model taking [3, t, h, w] and
+// giving `classes` logits, with `extra` appended (dynamic_batching etc.).
+std::string ModelConfigText(const std::string& name, int max_batch_size,
+                            int t, int h, int w, int classes,
+                            const std::string& extra);
+
+// Writes <repo>/<name>/config.pbtxt and <repo>/<name>/1/model.pt holding a
+// TinyVideoNet with `seed`, and labels.txt when `labels` is not empty.
+void WriteTinyModel(const std::string& repo, const std::string& name,
+                    const std::string& config, uint64_t seed,
+                    const std::vector<std::string>& labels = {});
+
+// A model whose forward is TorchScript `source` (a full "def forward(self,
+// x):" definition) over a parameter `w` of shape [3, classes] (seeded).
+void WriteScriptModel(const std::string& repo, const std::string& name,
+                      const std::string& config, const std::string& source,
+                      int classes);
+
+// forward: `iterations` rounds of tanh over the input, then a linear head.
+// About 0.5 ms per round on a 3 x 4 x 16 x 16 clip here.
+std::string SlowForward(int iterations);
+
+// forward: raises "boom: saturated pixels" when any input value is above
+// 0.99 (a uint8 255), else a linear head.
+std::string FailingForward();
+
+}  // namespace clipserve::testing
+
+#endif  // CLIPSERVE_TESTS_INTEGRATION_TEST_MODELS_H_

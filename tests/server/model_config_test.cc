@@ -1,0 +1,194 @@
+#include "server/model_config.h"
+
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace clipserve::server {
+namespace {
+
+constexpr const char* kGood = R"pb(
+  name: "tiny"
+  backend: "torchscript"
+  max_batch_size: 8
+  input { name: "clip" data_type: TYPE_FP32 dims: [ 3, 16, 112, -1 ] }
+  output { name: "logits" data_type: TYPE_FP32 dims: [ 400 ] }
+  dynamic_batching {
+    max_queue_delay_microseconds: 2500
+    preferred_batch_size: [ 4, 8 ]
+    default_timeout_microseconds: 100000
+  }
+  instance_group { count: 2 kind: KIND_CPU }
+  parameters { key: "intra_op_threads" value { string_value: "3" } }
+)pb";
+
+absl::StatusOr<config::ModelConfig> Parse(const std::string& text,
+                                          const std::string& dir = "tiny") {
+  absl::StatusOr<config::ModelConfig> c = ParseModelConfig(text, "m/config.pbtxt");
+  if (!c.ok()) return c.status();
+  if (absl::Status s = ValidateModelConfig(&*c, "m/config.pbtxt", dir); !s.ok()) {
+    return s;
+  }
+  return c;
+}
+
+// The good config with `field_text` appended (repeated fields only).
+std::string GoodWith(const std::string& field_text) {
+  return absl::StrCat(kGood, "\n", field_text);
+}
+
+// The good config with its first `from` replaced by `to`.
+std::string GoodReplacing(const std::string& from, const std::string& to) {
+  std::string text = kGood;
+  return text.replace(text.find(from), from.size(), to);
+}
+
+TEST(ModelConfigTest, GoodConfigDerivesSpecQueueAndInstances) {
+  absl::StatusOr<config::ModelConfig> c = Parse(kGood);
+  ASSERT_TRUE(c.ok()) << c.status();
+  runtime::ModelSpec spec = SpecFromConfig(*c);
+  EXPECT_EQ(spec.input.channels, 3);
+  EXPECT_EQ(spec.input.frames, 16);
+  EXPECT_EQ(spec.input.height, 112);
+  EXPECT_EQ(spec.input.width, -1);
+  EXPECT_EQ(spec.num_classes, 400);
+
+  batching::BatchQueueOptions q = QueueOptionsFromConfig(*c);
+  EXPECT_EQ(q.max_batch_size, 8);
+  EXPECT_EQ(q.preferred_batch_sizes, (std::vector<int>{4, 8}));
+  EXPECT_EQ(q.max_queue_delay, std::chrono::microseconds(2500));
+  EXPECT_EQ(q.max_queue_size, kDefaultMaxQueueSize);
+
+  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_EQ(inst.size(), 2u);
+  for (const auto& o : inst) {
+    EXPECT_EQ(o.device, "cpu");
+    EXPECT_EQ(o.intra_op_threads, 3);
+    EXPECT_EQ(o.warmup_batch_sizes, (std::vector<int64_t>{1, 8}));
+  }
+}
+
+TEST(ModelConfigTest, DefaultsFilledIn) {
+  absl::StatusOr<config::ModelConfig> c = Parse(R"pb(
+    backend: "torchscript"
+    max_batch_size: 1
+    input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 32, 32 ] }
+    output { name: "y" data_type: TYPE_FP32 dims: [ 10 ] }
+  )pb");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name(), "tiny");  // from the directory
+  ASSERT_EQ(c->instance_group_size(), 1);
+  EXPECT_EQ(c->instance_group(0).count(), 1);
+  EXPECT_EQ(c->dynamic_batching().max_queue_size(), kDefaultMaxQueueSize);
+  // Without intra_op_threads, CPU instances share the cores.
+  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_EQ(inst.size(), 1u);
+  EXPECT_EQ(inst[0].intra_op_threads, 4);
+  EXPECT_EQ(inst[0].warmup_batch_sizes, (std::vector<int64_t>{1}));
+}
+
+TEST(ModelConfigTest, GpuPlacement) {
+  absl::StatusOr<config::ModelConfig> c =
+      Parse(GoodWith("instance_group { count: 3 kind: KIND_GPU gpus: [1, 2] }"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 4, 4);
+  ASSERT_EQ(inst.size(), 5u);  // 2 CPU + 3 GPU
+  EXPECT_EQ(inst[2].device, "cuda:1");
+  EXPECT_EQ(inst[3].device, "cuda:2");
+  EXPECT_EQ(inst[4].device, "cuda:1");
+
+  absl::StatusOr<config::ModelConfig> a = Parse(R"pb(
+    backend: "torchscript" max_batch_size: 2
+    input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 32, 32 ] }
+    output { name: "y" data_type: TYPE_FP32 dims: [ 10 ] }
+    instance_group { kind: KIND_AUTO }
+  )pb");
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(InstanceOptionsFromConfig(*a, 0, 2)[0].device, "cpu");
+  EXPECT_EQ(InstanceOptionsFromConfig(*a, 1, 2)[0].device, "cuda:0");
+}
+
+struct BadCase {
+  std::string text;
+  std::string dir;
+  std::string message;  // expected substring
+};
+
+class BadConfigTest : public testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfigTest, RefusedNamingFileAndField) {
+  absl::StatusOr<config::ModelConfig> c = Parse(GetParam().text, GetParam().dir);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("m/config.pbtxt"), std::string::npos)
+      << c.status();
+  EXPECT_NE(c.status().message().find(GetParam().message), std::string::npos)
+      << c.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, BadConfigTest,
+    testing::Values(
+        BadCase{"name: \"tiny\"\nmax_batch_size: eight", "tiny", ":2:"},
+        BadCase{"nmae: \"x\"", "tiny", "nmae"},
+        BadCase{kGood, "other", "name: \"tiny\" differs from the model's directory \"other\""},
+        BadCase{GoodReplacing("\"torchscript\"", "\"onnx\""), "tiny", "backend: unknown backend \"onnx\""},
+        BadCase{GoodReplacing("max_batch_size: 8", "max_batch_size: 0"), "tiny", "max_batch_size: must be at least 1"},
+        BadCase{GoodWith("input { name: \"b\" data_type: TYPE_FP32 dims: [3,1,1,1] }"),
+                "tiny", "input: exactly one input"},
+        BadCase{GoodWith("output { name: \"b\" data_type: TYPE_FP32 dims: [3] }"),
+                "tiny", "output: exactly one output"},
+        BadCase{GoodReplacing("[ 4, 8 ]", "[ 4, 16 ]"), "tiny",
+                "dynamic_batching.preferred_batch_size: 16 is outside"},
+        BadCase{GoodWith("instance_group { count: -1 }"), "tiny",
+                "instance_group.count"},
+        BadCase{GoodWith("parameters { key: \"intra_op_threads\" value { string_value: \"many\" } }"),
+                "tiny", "parameters[intra_op_threads]"},
+        BadCase{GoodWith("parameters { key: \"device\" value { string_value: \"tpu\" } }"),
+                "tiny", "parameters[device]"},
+        BadCase{GoodWith("parameters { key: \"colour\" value { string_value: \"red\" } }"),
+                "tiny", "unknown key \"colour\""}));
+
+TEST(ModelConfigTest, BadInputAndOutputDims) {
+  auto config = [](const std::string& in, const std::string& out) {
+    return absl::StrCat("backend: \"torchscript\" max_batch_size: 2\n", in, "\n", out);
+  };
+  const std::string out = R"(output { name: "y" data_type: TYPE_FP32 dims: [10] })";
+  const std::string in = R"(input { name: "x" data_type: TYPE_FP32 dims: [3, 8, 32, 32] })";
+  struct Case {
+    std::string text, message;
+  } cases[] = {
+      {config(R"(input { name: "x" data_type: TYPE_FP32 dims: [8, 32, 32] })", out),
+       "input.dims: must be [C, T, H, W]"},
+      {config(R"(input { name: "x" data_type: TYPE_FP32 dims: [1, 8, 32, 32] })", out),
+       "channels (dims[0]) must be 3"},
+      {config(R"(input { name: "x" data_type: TYPE_FP32 dims: [3, 0, 32, 32] })", out),
+       "dims[1] must be in 1..65535 or -1"},
+      {config(R"(input { name: "x" data_type: TYPE_UINT8 dims: [3, 8, 32, 32] })", out),
+       "input.data_type: must be TYPE_FP32"},
+      {config(R"(input { data_type: TYPE_FP32 dims: [3, 8, 32, 32] })", out),
+       "input.name: is empty"},
+      {config(in, R"(output { name: "y" data_type: TYPE_FP32 dims: [0] })"),
+       "output.dims: must be [num_classes]"},
+      {config(in, R"(output { name: "y" data_type: TYPE_INT64 dims: [10] })"),
+       "output.data_type: must be TYPE_FP32"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<config::ModelConfig> parsed = Parse(c.text);
+    ASSERT_FALSE(parsed.ok()) << c.text;
+    EXPECT_NE(parsed.status().message().find(c.message), std::string::npos)
+        << parsed.status();
+  }
+}
+
+TEST(ModelConfigTest, MissingFileIsNotFound) {
+  absl::StatusOr<config::ModelConfig> c =
+      LoadModelConfig("/nonexistent/tiny/config.pbtxt", "tiny");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(c.status().message().find("/nonexistent/tiny/config.pbtxt"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace clipserve::server
