@@ -1,45 +1,64 @@
-// clipserve-client: classifies one clip with a clipserve server.
+// clipserve-client: classifies one clip or video with a clipserve server.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/npy.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "video/decode.h"
 
 namespace {
 
-constexpr const char* kUsage = R"(Usage: clipserve-client [flags] [classify] [CLIP.npy]
+using clipserve::client::FlagReader;
+
+constexpr const char* kUsage = R"(Usage: clipserve-client [flags] [classify] [FILE]
+       clipserve-client [flags] metadata
        clipserve-client [flags] health [--service NAME]
 
-Sends one clip to a clipserve server and prints the top-k classes and where
-the time went. Without CLIP.npy it sends a random clip of --frames x --height
-x --width. A .npy clip is uint8 [T, H, W, 3] (RGB frames) or float32
-[3, T, H, W] (normalised to [-1, 1]).
+classify (the default) sends one clip to a clipserve server and prints the
+top-k classes and where the time went. FILE is
+  a video (any container and codec FFmpeg reads): sent encoded; the server
+    decodes, samples and crops it (--decode-local does that here instead and
+    sends the frames);
+  a .npy clip: uint8 [T, H, W, 3] (RGB frames) or float32 [3, T, H, W]
+    (normalised to [-1, 1]);
+  absent: a random clip of the model's shape (or --frames/--height/--width).
 
 Flags:
   --server HOST:PORT   Server address (default localhost:8001).
   --model NAME         Model (default: the server's default model).
   --version V          Model version (default: the loaded one).
-  --dtype uint8|fp32   Random clip type (default uint8).
-  --frames N --height N --width N
-                       Random clip shape (default 16 x 112 x 112).
-  --seed N             Random clip seed (default 1).
   --top-k K            Classes to print (default 5).
   --timeout-ms MS      Call deadline (default: none).
   --logits             Also print all logits.
-  --service NAME       With health: the service or model to ask about
-                       (default "": the server as a whole).
+ Video:
+  --num-frames N       Frames to sample (default: the model's).
+  --start-seconds S    Sample from S seconds on, every --stride frames
+  --stride N           (default: uniformly over the whole video).
+  --decode-local       Decode, sample and crop here; send uint8 frames.
+ Random clip:
+  --dtype uint8|fp32   Clip type (default uint8).
+  --frames N --height N --width N
+                       Clip shape (default: the model's).
+  --seed N             Seed (default 1).
+ health:
+  --service NAME       Service or model to ask about (default "": the
+                       server as a whole).
 
-"health" asks grpc.health.v1 and prints SERVING or NOT_SERVING; it exits 0
-only when serving.
+"metadata" prints what the model takes and gives. "health" asks
+grpc.health.v1 and prints SERVING or NOT_SERVING; it exits 0 only when
+serving.
 
 Exit status: 0 on success, the gRPC status code on a failed call (e.g. 3 for
-INVALID_ARGUMENT, 5 for NOT_FOUND), 64 on a usage error.
+INVALID_ARGUMENT, 5 for NOT_FOUND), 64 on a usage error or unreadable file.
 )";
 
 int PrintError(const grpc::Status& status) {
@@ -48,6 +67,11 @@ int PrintError(const grpc::Status& status) {
                static_cast<int>(status.error_code()),
                status.error_message().c_str());
   return static_cast<int>(status.error_code());
+}
+
+int UsageFailure(const std::string& message) {
+  std::fprintf(stderr, "error: %s\n", message.c_str());
+  return 64;
 }
 
 int CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
@@ -66,66 +90,140 @@ int CheckHealth(const std::shared_ptr<grpc::Channel>& channel,
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
 }
 
+void PrintMetadata(const clipserve::v1::ModelMetadataResponse& m) {
+  std::printf("model %s version %s (%s)%s\n", m.model_name().c_str(),
+              m.model_version().c_str(), m.backend().c_str(),
+              m.untrained() ? " UNTRAINED: random weights" : "");
+  std::printf("input [C, T, H, W]: [");
+  for (int i = 0; i < m.input_shape_size(); ++i) {
+    std::printf("%s%lld", i ? ", " : "", static_cast<long long>(m.input_shape(i)));
+  }
+  std::printf("] (-1: any)\nclasses: %lld%s\nmax batch size: %d\ndevices:",
+              static_cast<long long>(m.num_classes()),
+              m.has_labels() ? " (labelled)" : "", m.max_batch_size());
+  for (const std::string& d : m.devices()) std::printf(" %s", d.c_str());
+  std::printf("\n");
+}
+
+bool ReadFile(const std::string& path, std::string* bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream s;
+  s << in.rdbuf();
+  *bytes = s.str();
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  using clipserve::client::FlagReader;
+  using namespace clipserve;
   FlagReader flags(argc, argv, kUsage,
                    {"server", "model", "version", "dtype", "frames", "height",
-                    "width", "seed", "top-k", "timeout-ms", "service"},
-                   {"logits"});
+                    "width", "seed", "top-k", "timeout-ms", "service",
+                    "num-frames", "start-seconds", "stride"},
+                   {"logits", "decode-local"});
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(-1);
+  args.SetMaxReceiveMessageSize(-1);
   auto channel = grpc::CreateCustomChannel(
       flags.String("server", "localhost:8001"),
       grpc::InsecureChannelCredentials(), args);
+  auto stub = v1::VideoClassifier::NewStub(channel);
+  const std::string model = flags.String("model", "");
 
-  std::vector<std::string> files = flags.positional();
-  if (!files.empty() && files.front() == "health") {
-    if (files.size() > 1) flags.Fail("health takes no file");
+  std::vector<std::string> words = flags.positional();
+  const std::string command = words.empty() ? "classify" : words.front();
+  if (command == "health" || command == "metadata" || command == "classify") {
+    if (!words.empty()) words.erase(words.begin());
+  }
+  if (command == "health") {
+    if (!words.empty()) flags.Fail("health takes no file");
     return CheckHealth(channel, flags.String("service", ""));
   }
-  if (!files.empty() && files.front() == "classify") files.erase(files.begin());
-  if (files.size() > 1) flags.Fail("at most one clip file");
+  v1::ModelMetadataResponse metadata;
+  if (command == "metadata") {
+    const grpc::Status s = client::FetchModelMetadata(channel, model, &metadata);
+    if (!s.ok()) return PrintError(s);
+    PrintMetadata(metadata);
+    return 0;
+  }
+  if (words.size() > 1) flags.Fail("at most one file");
 
-  clipserve::v1::ClassifyRequest request;
-  request.set_model_name(flags.String("model", ""));
+  v1::ClassifyRequest request;
+  request.set_model_name(model);
   request.set_model_version(flags.String("version", ""));
   request.set_top_k(static_cast<int>(flags.Int("top-k", 5, 1, 1 << 20)));
   request.set_return_logits(flags.Has("logits"));
-  if (files.empty()) {
-    const std::string dtype = flags.String("dtype", "uint8");
-    if (dtype != "uint8" && dtype != "fp32") {
-      flags.Fail("--dtype must be uint8 or fp32");
-    }
-    *request.mutable_clip() = clipserve::client::RandomClip(
-        dtype == "fp32" ? clipserve::v1::FP32 : clipserve::v1::UINT8,
-        flags.Int("frames", 16, 1, 4096), flags.Int("height", 112, 1, 8192),
-        flags.Int("width", 112, 1, 8192),
-        static_cast<uint64_t>(flags.Int("seed", 1, 0, INT64_MAX)));
-  } else {
-    auto array = clipserve::client::ReadNpy(files.front());
-    if (!array.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(array.status().message()).c_str());
-      return 64;
-    }
-    auto clip = clipserve::client::ClipFromNpy(*array);
-    if (!clip.ok()) {
-      std::fprintf(stderr, "error: %s: %s\n", files.front().c_str(),
-                   std::string(clip.status().message()).c_str());
-      return 64;
-    }
-    *request.mutable_clip() = *std::move(clip);
+  const bool is_npy = !words.empty() && absl::EndsWith(words.front(), ".npy");
+  const bool is_video = !words.empty() && !is_npy;
+  const bool needs_shape = words.empty() || (is_video && flags.Has("decode-local"));
+  if (needs_shape) {
+    const grpc::Status s = client::FetchModelMetadata(channel, model, &metadata);
+    if (!s.ok()) return PrintError(s);
   }
 
-  auto stub = clipserve::v1::VideoClassifier::NewStub(channel);
+  if (words.empty()) {
+    const std::string dtype = flags.String("dtype", "uint8");
+    if (dtype != "uint8" && dtype != "fp32") flags.Fail("--dtype must be uint8 or fp32");
+    *request.mutable_clip() = client::RandomClip(
+        dtype == "fp32" ? v1::FP32 : v1::UINT8,
+        flags.Int("frames", client::ModelDim(metadata, 1, 16), 1, 4096),
+        flags.Int("height", client::ModelDim(metadata, 2, 224), 1, 8192),
+        flags.Int("width", client::ModelDim(metadata, 3, 224), 1, 8192),
+        static_cast<uint64_t>(flags.Int("seed", 1, 0, INT64_MAX)));
+  } else if (is_npy) {
+    auto array = client::ReadNpy(words.front());
+    if (!array.ok()) return UsageFailure(std::string(array.status().message()));
+    auto clip = client::ClipFromNpy(*array);
+    if (!clip.ok()) {
+      return UsageFailure(absl::StrCat(words.front(), ": ", clip.status().message()));
+    }
+    *request.mutable_clip() = *std::move(clip);
+  } else {
+    std::string bytes;
+    if (!ReadFile(words.front(), &bytes)) {
+      return UsageFailure(absl::StrCat(words.front(), ": cannot be read"));
+    }
+    const bool stride = flags.Has("stride") || flags.Has("start-seconds");
+    if (flags.Has("decode-local")) {
+      video::Sampling sampling;
+      sampling.num_frames = flags.Int("num-frames", client::ModelDim(metadata, 1, 16), 1, 100000);
+      sampling.mode = stride ? video::Sampling::Mode::kStride : video::Sampling::Mode::kUniform;
+      sampling.start_seconds = flags.Double("start-seconds", 0);
+      sampling.stride = flags.Int("stride", 1, 1, 100000);
+      video::Geometry geometry;
+      geometry.crop_height = client::ModelDim(metadata, 2, 224);
+      geometry.crop_width = client::ModelDim(metadata, 3, 224);
+      absl::StatusOr<video::Clip> clip =
+          video::DecodeClip(bytes, sampling, geometry, video::Limits());
+      if (!clip.ok()) return UsageFailure(std::string(clip.status().message()));
+      v1::Tensor* t = request.mutable_clip();
+      t->set_dtype(v1::UINT8);
+      for (int64_t d : {clip->frames_count, clip->height, clip->width, int64_t{3}}) {
+        t->add_shape(d);
+      }
+      t->set_data(std::move(clip->frames));
+    } else {
+      v1::EncodedVideo* v = request.mutable_video();
+      v->set_data(std::move(bytes));
+      v1::VideoSampling* s = v->mutable_sampling();
+      s->set_num_frames(static_cast<int32_t>(flags.Int("num-frames", 0, 0, 100000)));
+      if (stride) {
+        s->set_mode(v1::VideoSampling::STRIDE);
+        s->set_start_seconds(flags.Double("start-seconds", 0));
+        s->set_stride(static_cast<int32_t>(flags.Int("stride", 1, 1, 100000)));
+      }
+    }
+  }
+
   grpc::ClientContext context;
   if (flags.Has("timeout-ms")) {
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::milliseconds(
                              flags.Int("timeout-ms", 0, 1, INT32_MAX)));
   }
-  clipserve::v1::ClassifyResponse response;
+  v1::ClassifyResponse response;
   const grpc::Status status = stub->Classify(&context, request, &response);
   if (!status.ok()) return PrintError(status);
 
@@ -137,8 +235,9 @@ int main(int argc, char** argv) {
                 c.label().empty() ? "-" : c.label().c_str(), c.probability());
   }
   const auto& t = response.timings();
-  std::printf("timings: queue %.3f ms, compute %.3f ms, batch size %d\n",
-              t.queue_us() / 1000.0, t.compute_us() / 1000.0, t.batch_size());
+  std::printf("timings: decode %.3f ms, queue %.3f ms, compute %.3f ms, batch size %d\n",
+              t.decode_us() / 1000.0, t.queue_us() / 1000.0,
+              t.compute_us() / 1000.0, t.batch_size());
   if (request.return_logits()) {
     std::printf("logits:");
     for (float v : response.logits()) std::printf(" %.6g", v);

@@ -3,7 +3,10 @@
 #include <cstring>
 #include <random>
 
+#include <grpcpp/client_context.h>
+
 #include "absl/strings/str_cat.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "absl/strings/str_join.h"
 
 namespace clipserve::client {
@@ -54,6 +57,24 @@ absl::StatusOr<v1::Tensor> ClipFromNpy(const NpyArray& array) {
   for (int64_t d : array.shape) t.add_shape(d);
   t.set_data(array.data);
   return t;
+}
+
+grpc::Status FetchModelMetadata(const std::shared_ptr<grpc::Channel>& channel,
+                                const std::string& model,
+                                v1::ModelMetadataResponse* metadata) {
+  auto stub = v1::VideoClassifier::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::ModelMetadataRequest request;
+  request.set_model_name(model);
+  return stub->GetModelMetadata(&context, request, metadata);
+}
+
+int64_t ModelDim(const v1::ModelMetadataResponse& metadata, int index,
+                 int64_t fallback) {
+  return metadata.input_shape_size() == 4 && metadata.input_shape(index) > 0
+             ? metadata.input_shape(index)
+             : fallback;
 }
 
 const char* StatusCodeName(int code) {

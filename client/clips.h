@@ -4,6 +4,11 @@
 
 #include <cstdint>
 
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
 #include "absl/status/statusor.h"
 #include "client/npy.h"
 #include "clipserve/v1/video_classifier.pb.h"
@@ -17,6 +22,16 @@ v1::Tensor RandomClip(v1::DataType dtype, int64_t frames, int64_t height,
 
 // The clip a .npy array holds: uint8 [T, H, W, 3] or float32 [3, T, H, W].
 absl::StatusOr<v1::Tensor> ClipFromNpy(const NpyArray& array);
+
+// Asks the server what `model` (empty: the default) takes; 10 s deadline.
+grpc::Status FetchModelMetadata(const std::shared_ptr<grpc::Channel>& channel,
+                                const std::string& model,
+                                v1::ModelMetadataResponse* metadata);
+
+// The model's input dimension `index` of [C, T, H, W], or `fallback` when it
+// takes any size (or the metadata is empty).
+int64_t ModelDim(const v1::ModelMetadataResponse& metadata, int index,
+                 int64_t fallback);
 
 // "INVALID_ARGUMENT" etc. for a gRPC status code number.
 const char* StatusCodeName(int code);

@@ -24,7 +24,7 @@ Flags:
   --window-seconds S     Per level, measured (default 10).
   --dtype uint8|fp32     Clip type (default uint8).
   --frames N --height N --width N
-                         Clip shape (default 16 x 112 x 112).
+                         Clip shape (default: the model's).
   --json FILE            Also write the results as JSON.
 )";
 
@@ -36,21 +36,31 @@ int main(int argc, char** argv) {
                    {"server", "model", "concurrency", "warmup-seconds",
                     "window-seconds", "dtype", "frames", "height", "width",
                     "json"});
-  clipserve::v1::ClassifyRequest request;
-  request.set_model_name(flags.String("model", ""));
-  request.set_top_k(1);
-  const std::string dtype = flags.String("dtype", "uint8");
-  if (dtype != "uint8" && dtype != "fp32") flags.Fail("--dtype must be uint8 or fp32");
-  *request.mutable_clip() = RandomClip(
-      dtype == "fp32" ? clipserve::v1::FP32 : clipserve::v1::UINT8,
-      flags.Int("frames", 16, 1, 4096), flags.Int("height", 112, 1, 8192),
-      flags.Int("width", 112, 1, 8192), 1);
-
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(-1);
   auto channel = grpc::CreateCustomChannel(
       flags.String("server", "localhost:8001"),
       grpc::InsecureChannelCredentials(), args);
+
+  clipserve::v1::ClassifyRequest request;
+  request.set_model_name(flags.String("model", ""));
+  request.set_top_k(1);
+  // The clip shape defaults to the model's.
+  clipserve::v1::ModelMetadataResponse metadata;
+  if (const grpc::Status s =
+          FetchModelMetadata(channel, request.model_name(), &metadata);
+      !s.ok()) {
+    std::fprintf(stderr, "error: %s: %s\n", StatusCodeName(s.error_code()),
+                 s.error_message().c_str());
+    return s.error_code();
+  }
+  const std::string dtype = flags.String("dtype", "uint8");
+  if (dtype != "uint8" && dtype != "fp32") flags.Fail("--dtype must be uint8 or fp32");
+  *request.mutable_clip() = RandomClip(
+      dtype == "fp32" ? clipserve::v1::FP32 : clipserve::v1::UINT8,
+      flags.Int("frames", ModelDim(metadata, 1, 16), 1, 4096),
+      flags.Int("height", ModelDim(metadata, 2, 224), 1, 8192),
+      flags.Int("width", ModelDim(metadata, 3, 224), 1, 8192), 1);
 
   StepOptions options;
   options.warmup = std::chrono::milliseconds(

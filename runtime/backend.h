@@ -56,6 +56,10 @@ class Backend {
 
   // Human-readable device this instance runs on, e.g. "cpu" or "cuda:0".
   virtual std::string device() const = 0;
+
+  // True when the weights are random rather than loaded (a model served to
+  // try the server, whose answers mean nothing).
+  virtual bool untrained() const { return false; }
 };
 
 // Loads a TorchScript module (torch::jit::load) from `path`. The module's

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a fresh Debian 12 machine, builds clipserve, starts the server with
-# the built-in model, and classifies a clip through it with the client.
+# the built-in model (Inception-I3D with untrained weights), and classifies a
+# generated video through it with the client.
 # The server then keeps serving on :8001 until Ctrl-C (SIGINT drains it).
 # DEMO_EXIT=1 stops it right after the demo request instead.
 set -euo pipefail
@@ -21,8 +22,16 @@ for _ in $(seq 1 300); do
 done
 grep -q "serving gRPC on port" "$log" || { echo "clipserve did not start" >&2; exit 1; }
 
-echo "== demo request: a random 16 x 112 x 112 uint8 clip"
-./build/client/clipserve-client --server "localhost:$port" --top-k 5
+echo "== the model"
+./build/client/clipserve-client --server "localhost:$port" metadata
+
+# A 4-second 640 x 360 H.264 video, made here: nothing is downloaded.
+video=$(mktemp --suffix=.mp4)
+ffmpeg -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=25 -t 4 \
+  -c:v libx264 -pix_fmt yuv420p "$video"
+echo "== demo request: classify a generated H.264 video ($(stat -c %s "$video") bytes)"
+./build/client/clipserve-client --server "localhost:$port" --top-k 5 "$video"
+rm -f "$video"
 
 if [ "${DEMO_EXIT:-0}" = 1 ]; then exit 0; fi
 echo "== clipserve keeps serving on port $port; Ctrl-C stops it (after draining)"

@@ -8,6 +8,8 @@ packages=(
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc
   libtorch-dev
+  libopencv-dev ffmpeg
+  python3-torch python3-numpy
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 )

@@ -7,11 +7,20 @@
 #include "server/clip_validation.h"
 #include "server/grpc_status.h"
 #include "server/postprocess.h"
+#include "video/decode.h"
 
 namespace clipserve::server {
 namespace {
 
 constexpr int kDefaultTopK = 5;
+// Crop used when the model takes any height or width.
+constexpr int64_t kDefaultCropSide = 224;
+
+int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::steady_clock::now() - start)
+      .count();
+}
 
 // The steady-clock time at which a call with gRPC deadline `deadline` ends.
 batching::TimePoint SteadyDeadline(std::chrono::system_clock::time_point deadline) {
@@ -60,10 +69,43 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     t->set_queue_us(stats.queue_us);
     t->set_compute_us(stats.compute_us);
     t->set_batch_size(stats.batch_size);
+    t->set_decode_us(decode_us_);
     Finish(grpc::Status::OK);
   }
 
-  void set_model(const ServedModel* model) { model_ = model; }
+  void set_model(ServedModel* model) { model_ = model; }
+
+  // Decodes the request's video into a clip and queues it; runs on a decode
+  // thread. Completes the call on any error.
+  void DecodeAndEnqueue(const video::Sampling& sampling,
+                        const video::Geometry& geometry,
+                        const video::Limits& limits) {
+    if (IsCancelled()) {
+      Fail(absl::CancelledError("request cancelled before its video was decoded"));
+      return;
+    }
+    if (std::chrono::steady_clock::now() >= deadline()) {
+      Fail(absl::DeadlineExceededError(
+          "deadline exceeded while the video waited for a decoder"));
+      return;
+    }
+    const auto start = std::chrono::steady_clock::now();
+    absl::StatusOr<video::Clip> clip =
+        video::DecodeClip(request_->video().data(), sampling, geometry, limits);
+    decode_us_ = MicrosSince(start);
+    if (!clip.ok()) {
+      Fail(clip.status());
+      return;
+    }
+    frames_ = std::move(clip->frames);
+    runtime::ClipView view;
+    view.dtype = runtime::ClipDType::kUInt8;
+    view.shape = {model_->spec().input.channels, clip->frames_count,
+                  clip->height, clip->width};
+    view.data = frames_.data();
+    set_clip(view, ClipBatchKey(view));
+    if (absl::Status s = model_->Enqueue(this); !s.ok()) Fail(s);
+  }
 
   void OnCancel() override { MarkCancelled(); }
   void OnDone() override { delete this; }
@@ -71,8 +113,50 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
  private:
   const v1::ClassifyRequest* const request_;
   v1::ClassifyResponse* const response_;
-  const ServedModel* model_ = nullptr;
+  ServedModel* model_ = nullptr;
+  // A decoded video's frames, which clip() views.
+  std::string frames_;
+  int64_t decode_us_ = 0;
 };
+
+// How to sample and crop `request`'s video for `spec`, or INVALID_ARGUMENT.
+absl::Status VideoPlan(const v1::VideoSampling& s, const runtime::ModelSpec& spec,
+                       const std::string& model_name, video::Sampling* sampling,
+                       video::Geometry* geometry) {
+  if (spec.input.channels != 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", model_name, "' takes ", spec.input.channels,
+        "-channel clips; encoded video gives RGB frames"));
+  }
+  if (s.num_frames() < 0 || s.stride() < 0 || s.start_seconds() < 0) {
+    return absl::InvalidArgumentError(
+        "video.sampling: num_frames, stride and start_seconds must not be negative");
+  }
+  const int64_t model_frames = spec.input.frames;
+  sampling->num_frames = s.num_frames() > 0 ? s.num_frames() : model_frames;
+  if (sampling->num_frames <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", model_name,
+        "' takes clips of any length: set video.sampling.num_frames"));
+  }
+  if (model_frames > 0 && sampling->num_frames != model_frames) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "video.sampling.num_frames is ", sampling->num_frames, "; model '",
+        model_name, "' takes ", model_frames, " frames"));
+  }
+  if (sampling->num_frames > kMaxClipDim) {
+    return absl::InvalidArgumentError("video.sampling.num_frames is too large");
+  }
+  sampling->mode = s.mode() == v1::VideoSampling::STRIDE
+                       ? video::Sampling::Mode::kStride
+                       : video::Sampling::Mode::kUniform;
+  sampling->start_seconds = s.start_seconds();
+  sampling->stride = s.stride() > 0 ? s.stride() : 1;
+  geometry->crop_height =
+      spec.input.height > 0 ? spec.input.height : kDefaultCropSide;
+  geometry->crop_width = spec.input.width > 0 ? spec.input.width : kDefaultCropSide;
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -91,28 +175,69 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     return call;
   }
   call->set_model(*model);
-  if (!request->has_clip()) {
-    call->FinishNow(absl::InvalidArgumentError("request has no clip"));
-    return call;
-  }
-  absl::StatusOr<runtime::ClipView> clip =
-      ValidateClip(request->clip(), (*model)->spec(), (*model)->name());
-  if (!clip.ok()) {
-    call->FinishNow(clip.status());
-    return call;
-  }
-  call->set_clip(*clip, ClipBatchKey(*clip));
-
   batching::TimePoint deadline = SteadyDeadline(context->deadline());
   if (deadline == batching::TimePoint::max() &&
       (*model)->default_timeout() > batching::Duration::zero()) {
     deadline = std::chrono::steady_clock::now() + (*model)->default_timeout();
   }
   call->set_deadline(deadline);
-  if (absl::Status s = (*model)->Enqueue(call); !s.ok()) {
-    call->FinishNow(s);
+
+  switch (request->input_case()) {
+    case v1::ClassifyRequest::kClip: {
+      absl::StatusOr<runtime::ClipView> clip =
+          ValidateClip(request->clip(), (*model)->spec(), (*model)->name());
+      if (!clip.ok()) {
+        call->FinishNow(clip.status());
+        return call;
+      }
+      call->set_clip(*clip, ClipBatchKey(*clip));
+      if (absl::Status s = (*model)->Enqueue(call); !s.ok()) call->FinishNow(s);
+      return call;
+    }
+    case v1::ClassifyRequest::kVideo: {
+      video::Sampling sampling;
+      video::Geometry geometry;
+      absl::Status s = VideoPlan(request->video().sampling(), (*model)->spec(),
+                                 (*model)->name(), &sampling, &geometry);
+      if (s.ok()) {
+        s = decoders_->Submit([call, sampling, geometry, this] {
+          call->DecodeAndEnqueue(sampling, geometry, video_limits_);
+        });
+      }
+      if (!s.ok()) call->FinishNow(s);
+      return call;
+    }
+    case v1::ClassifyRequest::INPUT_NOT_SET:
+      break;
   }
+  call->FinishNow(absl::InvalidArgumentError("request has no clip or video"));
   return call;
+}
+
+grpc::ServerUnaryReactor* ClassifyService::GetModelMetadata(
+    grpc::CallbackServerContext* context, const v1::ModelMetadataRequest* request,
+    v1::ModelMetadataResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<ServedModel*> model = models_->Find(request->model_name(), "");
+  if (!model.ok()) {
+    reactor->Finish(ToGrpcStatus(model.status()));
+    return reactor;
+  }
+  const ServedModel& m = **model;
+  response->set_model_name(m.name());
+  response->set_model_version(m.version());
+  response->set_backend(m.config().backend());
+  const runtime::ClipShape& in = m.spec().input;
+  for (int64_t d : {in.channels, in.frames, in.height, in.width}) {
+    response->add_input_shape(d);
+  }
+  response->set_num_classes(m.spec().num_classes);
+  response->set_max_batch_size(m.config().max_batch_size());
+  response->set_has_labels(!m.labels().empty());
+  response->set_untrained(m.untrained());
+  for (const std::string& d : m.devices()) response->add_devices(d);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
 }
 
 }  // namespace clipserve::server

@@ -5,14 +5,19 @@
 #include <atomic>
 
 #include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "server/decode_pool.h"
 #include "server/model_repository.h"
+#include "video/decode.h"
 
 namespace clipserve::server {
 
 class ClassifyService final : public v1::VideoClassifier::CallbackService {
  public:
-  // `models` must outlive the service.
-  explicit ClassifyService(const ModelRepository* models) : models_(models) {}
+  // `models` and `decoders` must outlive the service. Encoded videos are
+  // decoded on `decoders` within `video_limits`.
+  ClassifyService(const ModelRepository* models, DecodePool* decoders,
+                  const video::Limits& video_limits)
+      : models_(models), decoders_(decoders), video_limits_(video_limits) {}
 
   // From now on new requests get UNAVAILABLE; queued ones still complete.
   void StartDraining() { draining_.store(true, std::memory_order_release); }
@@ -21,8 +26,15 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
                                      const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;
 
+  grpc::ServerUnaryReactor* GetModelMetadata(
+      grpc::CallbackServerContext* context,
+      const v1::ModelMetadataRequest* request,
+      v1::ModelMetadataResponse* response) override;
+
  private:
   const ModelRepository* const models_;
+  DecodePool* const decoders_;
+  const video::Limits video_limits_;
   std::atomic<bool> draining_{false};
 };
 

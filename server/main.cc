@@ -26,14 +26,24 @@ Serves video action recognition models over gRPC with dynamic batching.
 
 Flags:
   --model-repository DIR  Model repository: DIR/<model>/config.pbtxt and
-                          DIR/<model>/<version>/model.pt. Without it the
-                          built-in untrained 'tiny-video-net' is served.
+                          DIR/<model>/<version>/ with the weights. Without
+                          it the built-in 'i3d' (Inception-I3D, 400 classes,
+                          16 x 224 x 224) is served with UNTRAINED weights.
   --grpc-port N           gRPC port (default 8001; 0 picks a free port).
   --grpc-address HOST     Address to listen on (default 0.0.0.0).
   --metrics-port N        Port reserved for the Prometheus endpoint
                           (default 8002).
   --max-request-bytes N   Largest request accepted (default: derived from the
                           largest model input).
+  --decode-threads N      Threads decoding encoded videos (default: one per
+                          core).
+  --decode-queue-size N   Videos that may wait for a decoder before requests
+                          get RESOURCE_EXHAUSTED (default 64).
+  --video-max-bytes N     Largest encoded video accepted (default 64 MiB).
+  --video-max-side N      Largest width or height a video may declare
+                          (default 4096).
+  --video-max-frames N    Most frames a video may have (default 10000).
+  --video-max-seconds S   Longest video accepted (default 600).
   --drain-timeout-seconds S
                           On SIGTERM/SIGINT, how long open calls may take to
                           finish once every queued request is answered
@@ -53,6 +63,9 @@ struct Flags {
   int metrics_port = 8002;
   size_t max_request_bytes = 0;
   int drain_timeout_seconds = 30;
+  int decode_threads = 0;
+  size_t decode_queue_size = 64;
+  clipserve::video::Limits video_limits;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -97,6 +110,21 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (arg == "--max-request-bytes") {
       f.max_request_bytes =
           ParseNumber<size_t>(arg, value, 1024, size_t{2} << 30);
+    } else if (arg == "--decode-threads") {
+      f.decode_threads = ParseNumber<int>(arg, value, 1, 1024);
+    } else if (arg == "--decode-queue-size") {
+      f.decode_queue_size = ParseNumber<size_t>(arg, value, 1, 1 << 20);
+    } else if (arg == "--video-max-bytes") {
+      f.video_limits.max_bytes =
+          ParseNumber<size_t>(arg, value, 1024, size_t{2} << 30);
+    } else if (arg == "--video-max-side") {
+      const int64_t side = ParseNumber<int64_t>(arg, value, 16, 65536);
+      f.video_limits.max_width = side;
+      f.video_limits.max_height = side;
+    } else if (arg == "--video-max-frames") {
+      f.video_limits.max_frames = ParseNumber<int64_t>(arg, value, 1, 10000000);
+    } else if (arg == "--video-max-seconds") {
+      f.video_limits.max_seconds = ParseNumber<int>(arg, value, 1, 86400);
     } else if (arg == "--drain-timeout-seconds") {
       f.drain_timeout_seconds = ParseNumber<int>(arg, value, 0, 86400);
     } else {
@@ -140,6 +168,9 @@ int main(int argc, char** argv) {
                        : flags.grpc_address,
                    ":", flags.grpc_port);
   options.max_request_bytes = flags.max_request_bytes;
+  options.video_limits = flags.video_limits;
+  options.decode_threads = flags.decode_threads;
+  options.decode_queue_size = flags.decode_queue_size;
   auto server = clipserve::server::Server::Start(*std::move(models), options);
   if (!server.ok()) {
     LogError(std::string(server.status().message()));

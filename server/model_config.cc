@@ -81,10 +81,12 @@ absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
                                    "\" differs from the model's directory \"",
                                    dir_name, "\""));
   }
-  if (config->backend() != kTorchScriptBackend) {
+  const bool i3d = config->backend() == kI3dBackend;
+  if (config->backend() != kTorchScriptBackend && !i3d) {
     return FieldError(path, "backend",
                       absl::StrCat("unknown backend \"", config->backend(),
-                                   "\" (known: ", kTorchScriptBackend, ")"));
+                                   "\" (known: ", kTorchScriptBackend, ", ",
+                                   kI3dBackend, ")"));
   }
   if (config->max_batch_size() < 1) {
     return FieldError(path, "max_batch_size",
@@ -110,10 +112,13 @@ absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
                       absl::StrCat("must be [C, T, H, W], got ",
                                    input.dims_size(), " dims"));
   }
-  if (input.dims(0) != 3) {
-    return FieldError(path, "input.dims",
-                      absl::StrCat("channels (dims[0]) must be 3, got ",
-                                   input.dims(0)));
+  // RGB; the I3D backend also takes 2-channel optical flow.
+  if (input.dims(0) != 3 && !(i3d && input.dims(0) == 2)) {
+    return FieldError(
+        path, "input.dims",
+        absl::StrCat("channels (dims[0]) must be 3",
+                     i3d ? " (RGB) or 2 (optical flow)" : "", ", got ",
+                     input.dims(0)));
   }
   for (int i = 1; i < 4; ++i) {
     const int64_t d = input.dims(i);

@@ -15,6 +15,7 @@ namespace clipserve::server {
 
 // Backends a config may name.
 inline constexpr const char* kTorchScriptBackend = "torchscript";
+inline constexpr const char* kI3dBackend = "i3d";
 
 // Defaults filled in by ValidateModelConfig where the config leaves a field out.
 inline constexpr uint64_t kDefaultMaxQueueSize = 1024;

@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/device.h"
-#include "runtime/tiny_video_net.h"
+#include "runtime/i3d_backend.h"
 #include "server/log.h"
 #include "server/model_config.h"
 
@@ -78,19 +78,28 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir) {
   absl::StatusOr<config::ModelConfig> config =
       LoadModelConfig(config_path.string(), name);
   if (!config.ok()) return config.status();
+  const bool i3d = config->backend() == kI3dBackend;
   absl::StatusOr<std::string> version = LatestVersion(dir);
-  if (!version.ok()) return version.status();
+  if (!version.ok() && !(i3d && absl::IsNotFound(version.status()))) {
+    return version.status();
+  }
+  // An I3D model without a version directory runs with random weights
+  // (reported as untrained); call it version 1.
+  const std::string version_name = version.ok() ? *version : "1";
+  const std::string weights_dir =
+      version.ok() ? (dir / *version).string() : std::string();
   absl::StatusOr<std::vector<std::string>> labels =
       ReadLabels(dir / "labels.txt");
   if (!labels.ok()) return labels.status();
 
-  const fs::path weights = dir / *version / "model.pt";
   const runtime::ModelSpec spec = SpecFromConfig(*config);
   std::vector<std::unique_ptr<runtime::Backend>> instances;
   for (const runtime::BackendOptions& options : InstanceOptionsFromConfig(
            *config, runtime::CudaDeviceCount(), CpuCores())) {
     absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
-        runtime::LoadTorchScriptBackend(weights.string(), spec, options);
+        i3d ? runtime::LoadI3dBackend(weights_dir, spec, options)
+            : runtime::LoadTorchScriptBackend(
+                  (dir / version_name / "model.pt").string(), spec, options);
     if (!backend.ok()) {
       return absl::Status(backend.status().code(),
                           absl::StrCat("model '", name, "': ",
@@ -98,8 +107,14 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir) {
     }
     instances.push_back(*std::move(backend));
   }
+  if (instances.front()->untrained()) {
+    LogWarning(absl::StrCat("model '", name, "' has no weights file in ",
+                            weights_dir.empty() ? dir.string() : weights_dir,
+                            ": serving RANDOM, UNTRAINED weights (answers are "
+                            "meaningless)"));
+  }
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
-      *std::move(config), *std::move(version), *std::move(labels),
+      *std::move(config), version_name, *std::move(labels),
       std::move(instances));
   if (model.ok()) {
     LogInfo(Describe(**model, std::chrono::duration<double>(
@@ -144,11 +159,11 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin() {
   absl::StatusOr<config::ModelConfig> config = ParseModelConfig(
       absl::StrCat("name: \"", kBuiltinModelName, "\"\n",
                    R"pb(
-                     backend: "torchscript"
-                     max_batch_size: 8
-                     input { name: "clip" data_type: TYPE_FP32 dims: [ 3, 16, 112, 112 ] }
+                     backend: "i3d"
+                     max_batch_size: 4
+                     input { name: "clip" data_type: TYPE_FP32 dims: [ 3, 16, 224, 224 ] }
                      output { name: "logits" data_type: TYPE_FP32 dims: [ 400 ] }
-                     dynamic_batching { max_queue_delay_microseconds: 5000 max_queue_size: 256 }
+                     dynamic_batching { max_queue_delay_microseconds: 10000 max_queue_size: 64 }
                      instance_group { count: 1 kind: KIND_AUTO }
                    )pb"),
       "<built-in>");
@@ -160,19 +175,20 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin() {
   }
   const runtime::ModelSpec spec = SpecFromConfig(*config);
   std::vector<std::unique_ptr<runtime::Backend>> instances;
-  for (const runtime::BackendOptions& options : InstanceOptionsFromConfig(
+  for (runtime::BackendOptions& options : InstanceOptionsFromConfig(
            *config, runtime::CudaDeviceCount(), CpuCores())) {
-    runtime::TinyVideoNetOptions net;
-    net.num_classes = spec.num_classes;
+    // Start quickly: warm up batch 1 only.
+    options.warmup_batch_sizes = {1};
     absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
-        runtime::CreateTinyVideoNetBackend(net, spec, options);
+        runtime::LoadI3dBackend("", spec, options);
     if (!backend.ok()) return backend.status();
     instances.push_back(*std::move(backend));
   }
   LogWarning(absl::StrCat("no --model-repository given: serving the built-in '",
                           kBuiltinModelName,
-                          "' with UNTRAINED random weights (its answers are "
-                          "meaningless; for trying the server only)"));
+                          "' (Inception-I3D, 400 classes, 16 x 224 x 224) with "
+                          "RANDOM, UNTRAINED weights: its answers are "
+                          "meaningless; for trying the server only"));
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
       *std::move(config), "1", {}, std::move(instances));
   if (!model.ok()) return model.status();

@@ -3,8 +3,10 @@
 // Layout (Triton's):
 //   <repository>/<model>/config.pbtxt      required, see proto/clipserve/config.proto
 //   <repository>/<model>/labels.txt        optional, one class name per line
-//   <repository>/<model>/<version>/model.pt  numeric version directories;
-//                                            the highest one is served
+//   <repository>/<model>/<version>/...     numeric version directories; the
+//                                          highest one is served. TorchScript:
+//                                          model.pt. I3D: model.safetensors or
+//                                          model.pth (none: random weights)
 #ifndef CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
 #define CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
 
@@ -19,7 +21,7 @@
 namespace clipserve::server {
 
 // Name of the model served when no repository is given.
-inline constexpr const char* kBuiltinModelName = "tiny-video-net";
+inline constexpr const char* kBuiltinModelName = "i3d";
 
 class ModelRepository {
  public:
@@ -28,8 +30,9 @@ class ModelRepository {
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(
       const std::string& root);
 
-  // The built-in default model: an untrained TinyVideoNet, 400 classes,
-  // 16 x 112 x 112 clips, so the server runs with nothing to download.
+  // The built-in default model: Inception-I3D with random (untrained)
+  // weights, 400 classes, 16 x 224 x 224 clips, so the server runs with
+  // nothing to download.
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Builtin();
 
   // The model `name` (empty: the default model) at `version` (empty: the

@@ -69,6 +69,12 @@ ServedModel::~ServedModel() {
   if (scheduler_) scheduler_->Shutdown();
 }
 
+std::vector<std::string> ServedModel::devices() const {
+  std::vector<std::string> out;
+  for (const InstanceState& s : instances_) out.push_back(s.backend->device());
+  return out;
+}
+
 void ServedModel::RunBatch(int instance, batching::Batch batch) {
   InstanceState& state = instances_[instance];
   state.views.clear();

@@ -35,6 +35,10 @@ class ServedModel {
   // Empty when the model has no labels.txt.
   const std::vector<std::string>& labels() const { return labels_; }
   int num_instances() const { return static_cast<int>(instances_.size()); }
+  // Whether the weights are random (no weights file).
+  bool untrained() const { return instances_.front().backend->untrained(); }
+  // Where each instance runs, e.g. "cpu" or "cuda:0".
+  std::vector<std::string> devices() const;
   // Requests without a deadline of their own get now + this; zero: none.
   batching::Duration default_timeout() const { return default_timeout_; }
 

@@ -5,6 +5,9 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "server/log.h"
 
@@ -23,10 +26,19 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   if (server->max_request_bytes_ == 0) {
     const size_t largest = models->largest_clip_bytes();
     server->max_request_bytes_ =
-        largest == 0 ? kAnySizeLimitBytes : largest + kHeadroomBytes;
+        largest == 0 ? kAnySizeLimitBytes
+                     : std::max(largest, options.video_limits.max_bytes) +
+                           kHeadroomBytes;
   }
   server->models_ = std::move(models);
-  server->classify_ = std::make_unique<ClassifyService>(server->models_.get());
+  const int decode_threads =
+      options.decode_threads > 0
+          ? options.decode_threads
+          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  server->decoders_ =
+      std::make_unique<DecodePool>(decode_threads, options.decode_queue_size);
+  server->classify_ = std::make_unique<ClassifyService>(
+      server->models_.get(), server->decoders_.get(), options.video_limits);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -60,6 +72,8 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   grpc_->GetHealthCheckService()->Shutdown();
   classify_->StartDraining();
   const auto start = std::chrono::steady_clock::now();
+  // Videos being decoded still join their models' queues, which drain after.
+  decoders_->Shutdown();
   models_->Shutdown();
   LogInfo(absl::StrCat(
       "all queued requests answered in ",

@@ -10,7 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "server/classify_service.h"
+#include "server/decode_pool.h"
 #include "server/model_repository.h"
+#include "video/decode.h"
 
 namespace clipserve::server {
 
@@ -18,9 +20,15 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free one (see Server::port()).
   std::string grpc_address = "0.0.0.0:8001";
   // Largest request accepted, in bytes; larger messages get RESOURCE_EXHAUSTED
-  // from gRPC. 0: derived from the models (largest FP32 clip plus 1 MiB of
-  // headroom, or 256 MiB when a model accepts clips of any size).
+  // from gRPC. 0: derived from the models and video limit (the largest FP32
+  // clip or video_limits.max_bytes, plus 1 MiB of headroom; 256 MiB when a
+  // model accepts clips of any size).
   size_t max_request_bytes = 0;
+  // Encoded video: limits, and the threads that decode (0: one per core) with
+  // the number of videos that may wait for one.
+  video::Limits video_limits;
+  int decode_threads = 0;
+  size_t decode_queue_size = 64;
 };
 
 class Server {
@@ -44,6 +52,7 @@ class Server {
   Server() = default;
 
   std::unique_ptr<ModelRepository> models_;
+  std::unique_ptr<DecodePool> decoders_;
   std::unique_ptr<ClassifyService> classify_;
   std::unique_ptr<grpc::Server> grpc_;
   int port_ = 0;

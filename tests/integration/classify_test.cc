@@ -123,7 +123,10 @@ class ClassifyTest : public ::testing::Test {
                      ModelConfigText("failing", 8, kT, kH, kW, kClasses,
                                      "dynamic_batching { max_queue_delay_microseconds: 100000 }"),
                      FailingForward(), kClasses);
-    server_ = ServerProcess::Start({"--model-repository", repo_->path()}).release();
+    // Videos up to 1 MiB: requests over 2 MiB are refused by gRPC.
+    server_ = ServerProcess::Start({"--model-repository", repo_->path(),
+                                    "--video-max-bytes", "1048576"})
+                  .release();
     ASSERT_NE(server_, nullptr);
   }
   static void TearDownTestSuite() {
@@ -317,8 +320,8 @@ TEST_F(ClassifyTest, BadRequestsGetPreciseErrorsAndTheServerKeepsServing) {
                      "model 'tiny' has no version '7'"});
   }
   {
-    // Past the server's message limit (largest clip + 1 MiB): refused by
-    // gRPC before any of our code runs.
+    // Past the server's message limit (largest clip or video + 1 MiB):
+    // refused by gRPC before any of our code runs.
     v1::ClassifyRequest r = Request("tiny", 1);
     r.mutable_clip()->mutable_data()->resize(3 << 20);
     cases.push_back({"oversized message", r, grpc::StatusCode::RESOURCE_EXHAUSTED,

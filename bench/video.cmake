@@ -1,0 +1,15 @@
+# clipserve-decode-bench: DecodeClip throughput on a 1080p H.264 clip, split
+# into demux/decode, BGR conversion and resize/crop. Figures go to
+# docs/benchmarks.md ("Video decode and preprocessing").
+find_package(benchmark QUIET)
+if(TARGET clipserve_video AND benchmark_FOUND)
+  add_executable(clipserve-decode-bench ${CMAKE_CURRENT_LIST_DIR}/decode_bench.cc)
+  target_include_directories(clipserve-decode-bench SYSTEM PRIVATE
+    ${OpenCV_INCLUDE_DIRS})
+  target_link_libraries(clipserve-decode-bench PRIVATE
+    clipserve_video absl::status absl::statusor absl::strings
+    opencv_core opencv_imgproc opencv_videoio benchmark::benchmark)
+  clipserve_target_defaults(clipserve-decode-bench)
+elseif(NOT benchmark_FOUND)
+  message(STATUS "Google Benchmark not found: no clipserve-decode-bench")
+endif()

@@ -1,0 +1,237 @@
+// End to end with encoded video: the real clipserve binary decodes, samples
+// and crops videos made here with the ffmpeg command-line tool.
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
+
+namespace clipserve::testing {
+namespace {
+
+constexpr int kT = 4, kSide = 32, kClasses = 10;
+
+// Makes a video with ffmpeg's test pattern; returns its bytes.
+std::string MakeVideo(const std::string& dir, const std::string& name,
+                      const std::string& size, double seconds, int fps,
+                      const std::string& codec_args) {
+  const std::string path = absl::StrCat(dir, "/", name);
+  ServerProcess::Output out = ServerProcess::RunCommand(absl::StrCat(
+      "ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=", size,
+      ":rate=", fps, " -t ", seconds, " ", codec_args, " ", path));
+  EXPECT_EQ(out.exit_code, 0) << out.text;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+struct CallResult {
+  grpc::Status status;
+  v1::ClassifyResponse response;
+};
+
+CallResult Classify(ServerProcess& server, const std::string& model,
+                    const std::string& video_bytes,
+                    const v1::VideoSampling* sampling = nullptr) {
+  v1::ClassifyRequest request;
+  request.set_model_name(model);
+  request.set_top_k(3);
+  request.mutable_video()->set_data(video_bytes);
+  if (sampling != nullptr) *request.mutable_video()->mutable_sampling() = *sampling;
+  auto stub = v1::VideoClassifier::NewStub(server.Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  CallResult r;
+  r.status = stub->Classify(&context, request, &r.response);
+  return r;
+}
+
+class VideoTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const std::string repo = absl::StrCat(dir_->path(), "/models");
+    WriteTinyModel(repo, "tiny",
+                   ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 1000 }"),
+                   3);
+    // Native I3D without weights: random, reported untrained.
+    std::filesystem::create_directories(absl::StrCat(repo, "/i3d-small"));
+    std::ofstream(absl::StrCat(repo, "/i3d-small/config.pbtxt"))
+        << "backend: \"i3d\"\nmax_batch_size: 2\n"
+           "input { name: \"clip\" data_type: TYPE_FP32 dims: [3, 8, 64, 64] }\n"
+           "output { name: \"logits\" data_type: TYPE_FP32 dims: [7] }\n";
+    server_ = ServerProcess::Start({"--model-repository", repo, "--video-max-bytes",
+                                    "2000000", "--decode-threads", "2"})
+                  .release();
+    ASSERT_NE(server_, nullptr);
+    h264_ = MakeVideo(dir_->path(), "a.mp4", "320x240", 2, 25,
+                      "-c:v libx264 -pix_fmt yuv420p");
+  }
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      EXPECT_EQ(server_->Wait(), 0);
+    }
+    delete server_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  void ExpectStillServing() {
+    CallResult r = Classify(*server_, "tiny", h264_);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+
+  static TempDir* dir_;
+  static ServerProcess* server_;
+  static std::string h264_;
+};
+
+TempDir* VideoTest::dir_ = nullptr;
+ServerProcess* VideoTest::server_ = nullptr;
+std::string VideoTest::h264_;
+
+TEST_F(VideoTest, EncodedVideoEqualsItsFramesDecodedByTheClient) {
+  CallResult served = Classify(*server_, "tiny", h264_);
+  ASSERT_TRUE(served.status.ok()) << served.status.error_message();
+  EXPECT_GT(served.response.timings().decode_us(), 0);
+  EXPECT_EQ(served.response.classes_size(), 3);
+
+  // The client decodes the same file the same way and sends frames: same answer.
+  const std::string path = absl::StrCat(dir_->path(), "/a.mp4");
+  ServerProcess::Output local = ServerProcess::RunCommand(absl::StrCat(
+      CLIPSERVE_CLIENT_BINARY, " --server ", server_->address(),
+      " --model tiny --top-k 1 --decode-local ", path));
+  ASSERT_EQ(local.exit_code, 0) << local.text;
+  EXPECT_NE(local.text.find(absl::StrCat(
+                "class ", served.response.classes(0).class_index(), " ")),
+            std::string::npos)
+      << local.text;
+  EXPECT_NE(local.text.find("decode 0.000 ms"), std::string::npos) << local.text;
+}
+
+TEST_F(VideoTest, SeveralContainersAndCodecs) {
+  struct Case {
+    std::string name, size, args;
+    int fps;
+  } cases[] = {
+      {"portrait.mkv", "180x320", "-c:v libx264 -pix_fmt yuv420p", 30},
+      {"mpeg4.avi", "320x240", "-c:v mpeg4", 12},
+      {"mjpeg.avi", "200x150", "-c:v mjpeg -pix_fmt yuvj420p", 25},
+      {"vp9.webm", "160x120", "-c:v libvpx-vp9 -b:v 200k", 24},
+  };
+  for (const Case& c : cases) {
+    const std::string bytes = MakeVideo(dir_->path(), c.name, c.size, 1, c.fps, c.args);
+    CallResult r = Classify(*server_, "tiny", bytes);
+    EXPECT_TRUE(r.status.ok()) << c.name << ": " << r.status.error_message();
+  }
+}
+
+TEST_F(VideoTest, StrideSamplingAndItsLimits) {
+  v1::VideoSampling s;
+  s.set_mode(v1::VideoSampling::STRIDE);
+  s.set_start_seconds(0.5);
+  s.set_stride(5);
+  CallResult ok = Classify(*server_, "tiny", h264_, &s);  // frames 12..27 of 50
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  s.set_start_seconds(1.8);  // frame 45 + 3 * 5 = 60 > 50 frames
+  CallResult past_end = Classify(*server_, "tiny", h264_, &s);
+  EXPECT_EQ(past_end.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(past_end.status.error_message().find("could not decode video"),
+            std::string::npos)
+      << past_end.status.error_message();
+  s.set_num_frames(kT + 1);
+  CallResult wrong_t = Classify(*server_, "tiny", h264_, &s);
+  EXPECT_EQ(wrong_t.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(wrong_t.status.error_message().find("model 'tiny' takes 4 frames"),
+            std::string::npos)
+      << wrong_t.status.error_message();
+  ExpectStillServing();
+}
+
+TEST_F(VideoTest, BadVideosGetClearErrorsAndTheServerKeepsServing) {
+  std::string random(50000, '\0');
+  for (size_t i = 0; i < random.size(); ++i) random[i] = static_cast<char>((i * 7919) >> 3);
+  const std::string one_frame = MakeVideo(dir_->path(), "one.mp4", "64x64", 0.04, 25,
+                                          "-frames:v 1 -c:v libx264 -pix_fmt yuv420p");
+  const std::string truncated = h264_.substr(0, h264_.size() / 2);
+  struct Case {
+    std::string what, bytes, message;
+  } cases[] = {
+      {"zero-length", "", "could not decode video"},
+      {"random bytes", random, "could not decode video"},
+      {"truncated mp4", truncated, "could not decode video"},
+      {"one frame", one_frame, "could not decode video"},
+      {"over --video-max-bytes", std::string(2000001, 'x'), "could not decode video"},
+  };
+  for (const Case& c : cases) {
+    CallResult r = Classify(*server_, "tiny", c.bytes);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.what << ": " << r.status.error_message();
+    EXPECT_NE(r.status.error_message().find(c.message), std::string::npos)
+        << c.what << ": " << r.status.error_message();
+    ExpectStillServing();
+  }
+}
+
+TEST_F(VideoTest, ConcurrentVideosAreDecodedInParallelAndBatched) {
+  std::vector<std::future<CallResult>> calls;
+  for (int i = 0; i < 8; ++i) {
+    calls.push_back(std::async(std::launch::async,
+                               [] { return Classify(*server_, "tiny", h264_); }));
+  }
+  for (auto& c : calls) {
+    CallResult r = c.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+}
+
+TEST_F(VideoTest, NativeI3dWithoutWeightsIsServedAndReportedUntrained) {
+  ServerProcess::Output meta = ServerProcess::RunCommand(absl::StrCat(
+      CLIPSERVE_CLIENT_BINARY, " --server ", server_->address(),
+      " --model i3d-small metadata"));
+  ASSERT_EQ(meta.exit_code, 0) << meta.text;
+  EXPECT_NE(meta.text.find("(i3d) UNTRAINED"), std::string::npos) << meta.text;
+  EXPECT_NE(meta.text.find("[3, 8, 64, 64]"), std::string::npos) << meta.text;
+  EXPECT_NE(server_->Log().find("RANDOM, UNTRAINED"), std::string::npos);
+
+  CallResult r = Classify(*server_, "i3d-small", h264_);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  float sum = 0;
+  for (const auto& c : r.response.classes()) sum += c.probability();
+  EXPECT_GT(sum, 0);
+  EXPECT_LE(sum, 1.0001);
+}
+
+// The README's main job: the built-in I3D (16 x 224 x 224, 400 classes)
+// classifies a generated video through the command-line client.
+TEST(BuiltinModelTest, ClassifiesAGeneratedVideoOutOfTheBox) {
+  TempDir dir;
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start({});
+  ASSERT_NE(server, nullptr);
+  MakeVideo(dir.path(), "demo.mp4", "640x360", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
+  ServerProcess::Output out = ServerProcess::RunCommand(
+      absl::StrCat(CLIPSERVE_CLIENT_BINARY, " --server ", server->address(), " ",
+                   dir.path(), "/demo.mp4"));
+  ASSERT_EQ(out.exit_code, 0) << out.text;
+  EXPECT_NE(out.text.find("model i3d version 1"), std::string::npos) << out.text;
+  EXPECT_NE(out.text.find("  5. class"), std::string::npos) << out.text;
+  EXPECT_NE(out.text.find("timings: decode"), std::string::npos) << out.text;
+  EXPECT_NE(server->Log().find("UNTRAINED"), std::string::npos);
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace clipserve::testing

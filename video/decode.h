@@ -1,0 +1,171 @@
+// Video decoding for clip classification: encoded bytes in, a clip of RGB
+// frames out, preprocessed as the I3D evaluation does.
+//
+//   clipserve::video::Sampling sampling;    // 16 frames, uniform
+//   clipserve::video::Geometry geometry;    // short side 256, centre 224x224
+//   absl::StatusOr<clipserve::video::Clip> clip =
+//       clipserve::video::DecodeClip(bytes, sampling, geometry, {});
+//   // clip->frames: frames_count x height x width x 3 bytes, RGB.
+//
+// The pipeline, in order:
+//
+//  1. The bytes must be non-empty, at most Limits::max_bytes, and start like
+//     one of the accepted containers: MP4/MOV/3GP, AVI, Matroska/WebM,
+//     MPEG-TS, MPEG-PS, FLV, Ogg, ASF/WMV, YUV4MPEG2 or a raw H.264 (Annex B)
+//     stream. Anything else (playlists above all: FFmpeg's HLS demuxer would
+//     open files named in an "#EXTM3U" body) is refused before FFmpeg sees it.
+//  2. OpenCV's FFmpeg backend opens the bytes through an anonymous in-memory
+//     file (memfd_create, read back as /proc/self/fd/N; nothing is written to
+//     disk, and the descriptor is closed on every path).
+//  3. The declared resolution must be within Limits, before any frame is
+//     decoded. Then the frame count: MP4/MOV and AVI declare it exactly (a
+//     sample table, a header); elsewhere OpenCV's count is duration x fps, a
+//     guess that is far off for variable frame rates, so the frames are
+//     counted by demuxing alone (no decoding; at most max_frames + 1
+//     packets). The count, and the duration (count / fps) when the frame
+//     rate is known, must be within Limits.
+//  4. SampleFrameIndices() picks the frames. The stream is decoded up to the
+//     last of them: skipped frames are only grab()bed, sampled ones are
+//     retrieve()d (converted to BGR by FFmpeg's swscale).
+//  5. Each sampled frame is resized (bilinear, cv::INTER_LINEAR, on the whole
+//     frame) as ComputeResizeCrop() says, centre-cropped, and converted from
+//     BGR to RGB straight into the output buffer.
+//
+// A stream that ends before the declared count is an error ("stream ended at
+// frame N of M (truncated?)"; "(corrupt?)" when the frames were counted but
+// one does not decode). A Matroska or MPEG-TS file cut short is not: its
+// frames are counted, and the clip is sampled from those that are there.
+//
+// Errors. Every failure of DecodeClip() is INVALID_ARGUMENT with a message
+// that starts "could not decode video: " and says what was wrong (bad
+// options included), except two that are not the caller's fault: INTERNAL
+// when no in-memory file can be made (memfd_create fails, or /proc is not
+// mounted) or OpenCV throws, RESOURCE_EXHAUSTED when memory runs out. Every
+// loop is bounded (by max_frames, and by FFmpeg's per-read 10 s timeout),
+// so no input makes it hang; the tests feed it random, truncated and
+// bit-flipped files of several containers.
+//
+// Threads. DecodeClip() is thread-safe; calls share nothing. Its first call
+// sets cv::setNumThreads(1) for the process, so that cv::resize and
+// cv::cvtColor run on the calling thread (the server decodes on a pool of its
+// own). FFmpeg's decoder threads: OpenCV >= 4.7 is asked for one per capture
+// (CAP_PROP_N_THREADS); OpenCV 4.6 offers no way to set them and FFmpeg uses
+// one per online CPU for codecs with frame or slice threading (H.264, VP9,
+// MPEG-4; not MJPEG or raw video).
+//
+// Logging. FFmpeg reports corrupt input on stderr (OpenCV sets its level to
+// ERROR at every open); OPENCV_FFMPEG_LOGLEVEL=-8 in the environment
+// silences it.
+#ifndef CLIPSERVE_VIDEO_DECODE_H_
+#define CLIPSERVE_VIDEO_DECODE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace clipserve::video {
+
+// What an input may cost. Checked from what the container declares, before
+// decoding, and again on what is decoded.
+struct Limits {
+  // Largest input, in bytes.
+  size_t max_bytes = 64 << 20;
+  // Largest frame, as the container declares it and as decoded (after the
+  // rotation that the stream's metadata asks for). The resized frame (step 5)
+  // may not have more pixels than max_width * max_height either.
+  int64_t max_width = 4096;
+  int64_t max_height = 4096;
+  // Most frames the video may declare, or have when they must be counted.
+  int64_t max_frames = 10000;
+  // Longest duration, frames / fps, when the frame rate is known.
+  double max_seconds = 600;
+  // Largest output, Clip::frames.size().
+  size_t max_output_bytes = 256 << 20;
+};
+
+// Which frames make the clip. A frame is never repeated: a video with too few
+// frames is an error.
+struct Sampling {
+  enum class Mode {
+    // num_frames indices spread over the whole video: the centre of each of
+    // num_frames equal segments, floor((i + 0.5) * total / num_frames).
+    // Ignores start_seconds and stride.
+    kUniform,
+    // num_frames indices from round(start_seconds * fps), stride apart.
+    kStride,
+  };
+  Mode mode = Mode::kUniform;
+  int64_t num_frames = 16;   // >= 1
+  double start_seconds = 0;  // >= 0; kStride only
+  int64_t stride = 1;        // >= 1; kStride only
+};
+
+// How each frame is resized and cropped. See ComputeResizeCrop().
+struct Geometry {
+  int64_t resize_short_side = 256;  // >= 1
+  int64_t crop_height = 224;        // >= 1
+  int64_t crop_width = 224;         // >= 1
+};
+
+// A decoded clip.
+struct Clip {
+  // frames_count x height x width x 3 bytes: RGB, row-major, frame after
+  // frame.
+  std::string frames;
+  int64_t frames_count = 0;
+  int64_t height = 0;  // Geometry::crop_height
+  int64_t width = 0;   // Geometry::crop_width
+  // The source frame of each output frame (SampleFrameIndices()).
+  std::vector<int64_t> frame_indices;
+  // The source, as its container declares it; source_frames as counted when
+  // the container declares no count. source_fps is 0 when unknown.
+  int64_t source_width = 0;
+  int64_t source_height = 0;
+  int64_t source_frames = 0;
+  double source_fps = 0;
+};
+
+// Decodes `bytes` (a whole video file) into a clip. See the top of this file.
+// Does not keep `bytes` after it returns.
+absl::StatusOr<Clip> DecodeClip(absl::string_view bytes,
+                                const Sampling& sampling,
+                                const Geometry& geometry, const Limits& limits);
+
+// The frame indices, strictly increasing, that `sampling` picks from a video
+// of `total_frames` frames at `fps` frames per second (fps matters only for
+// kStride with start_seconds > 0; <= 0 means unknown). INVALID_ARGUMENT for
+// bad options or a video that is too short, e.g.
+//   "video has 1 frame; sampling 16 frames needs at least 16"
+//   "video has 60 frames; sampling 16 frames from 2.0 s (frame 50) with
+//    stride 2 needs at least 81"
+// (DecodeClip adds its "could not decode video: " in front).
+absl::StatusOr<std::vector<int64_t>> SampleFrameIndices(
+    int64_t total_frames, double fps, const Sampling& sampling);
+
+// Where a width x height frame is resized to and cropped from.
+struct ResizeCrop {
+  int64_t resized_width = 0;
+  int64_t resized_height = 0;
+  // Top-left corner of the crop_width x crop_height crop, in the resized
+  // frame.
+  int64_t crop_x = 0;
+  int64_t crop_y = 0;
+};
+
+// The short side is scaled to resize_short_side and the long side by the
+// same factor, truncated (as torchvision's Resize(int)): a 1920x1080 frame
+// becomes 455x256. When that would not cover the crop, the short side grows
+// to the least length that does. The crop is centred, each offset rounded
+// half to even (as torchvision's and pytorch-i3d's CenterCrop):
+// 455 - 224 = 231 gives crop_x 116. A square frame's sides both become the
+// short side. Requires positive sizes below 2^31.
+ResizeCrop ComputeResizeCrop(int64_t width, int64_t height,
+                             const Geometry& geometry);
+
+}  // namespace clipserve::video
+
+#endif  // CLIPSERVE_VIDEO_DECODE_H_
