@@ -29,7 +29,7 @@ echo "== offline ceiling (in-process, no gRPC)"
 
 log="$out/server.log"
 "$bin/server/clipserve" --model-repository "$repo" --grpc-address 127.0.0.1 \
-  --grpc-port 0 2>"$log" &
+  --grpc-port 0 --metrics-port 0 2>"$log" &
 server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 300); do

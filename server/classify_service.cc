@@ -36,11 +36,15 @@ batching::TimePoint SteadyDeadline(std::chrono::system_clock::time_point deadlin
 // Deletes itself when gRPC is done with it.
 class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask {
  public:
-  ClassifyCall(const v1::ClassifyRequest* request, v1::ClassifyResponse* response)
-      : request_(request), response_(response) {}
+  ClassifyCall(const v1::ClassifyRequest* request, v1::ClassifyResponse* response,
+               ModelMetrics* unknown_model)
+      : request_(request), response_(response), metrics_(unknown_model) {}
 
   // Completes the call at once (before or instead of queueing).
-  void FinishNow(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+  void FinishNow(const absl::Status& status) {
+    Done(status.code());
+    Finish(ToGrpcStatus(status));
+  }
 
   void Fail(const absl::Status& status) override { FinishNow(status); }
 
@@ -70,10 +74,18 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     t->set_compute_us(stats.compute_us);
     t->set_batch_size(stats.batch_size);
     t->set_decode_us(decode_us_);
+    metrics_->queue_duration().Observe(stats.queue_us * 1e-6);
+    metrics_->compute_duration().Observe(stats.compute_us * 1e-6);
+    Done(absl::StatusCode::kOk);
     Finish(grpc::Status::OK);
   }
 
-  void set_model(ServedModel* model) { model_ = model; }
+  // From now on the call counts under `model`.
+  void set_model(ServedModel* model) {
+    model_ = model;
+    metrics_ = &model->metrics();
+    metrics_->inflight().Increment();
+  }
 
   // Decodes the request's video into a clip and queues it; runs on a decode
   // thread. Completes the call on any error.
@@ -93,6 +105,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     absl::StatusOr<video::Clip> clip =
         video::DecodeClip(request_->video().data(), sampling, geometry, limits);
     decode_us_ = MicrosSince(start);
+    metrics_->decode_duration().Observe(decode_us_ * 1e-6);
     if (!clip.ok()) {
       Fail(clip.status());
       return;
@@ -111,9 +124,21 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   void OnDone() override { delete this; }
 
  private:
+  // Records the answer in the metrics (once: every path finishes once).
+  void Done(absl::StatusCode code) {
+    metrics_->CountRequest(
+        code, std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                            arrival_)
+                  .count());
+    if (model_ != nullptr) metrics_->inflight().Decrement();
+  }
+
+  const std::chrono::steady_clock::time_point arrival_ =
+      std::chrono::steady_clock::now();
   const v1::ClassifyRequest* const request_;
   v1::ClassifyResponse* const response_;
   ServedModel* model_ = nullptr;
+  ModelMetrics* metrics_;
   // A decoded video's frames, which clip() views.
   std::string frames_;
   int64_t decode_us_ = 0;
@@ -163,11 +188,7 @@ absl::Status VideoPlan(const v1::VideoSampling& s, const runtime::ModelSpec& spe
 grpc::ServerUnaryReactor* ClassifyService::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
-  auto* call = new ClassifyCall(request, response);
-  if (draining_.load(std::memory_order_acquire)) {
-    call->FinishNow(absl::UnavailableError("server is shutting down"));
-    return call;
-  }
+  auto* call = new ClassifyCall(request, response, metrics_->unknown_model());
   absl::StatusOr<ServedModel*> model =
       models_->Find(request->model_name(), request->model_version());
   if (!model.ok()) {
@@ -175,6 +196,10 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     return call;
   }
   call->set_model(*model);
+  if (draining_.load(std::memory_order_acquire)) {
+    call->FinishNow(absl::UnavailableError("server is shutting down"));
+    return call;
+  }
   batching::TimePoint deadline = SteadyDeadline(context->deadline());
   if (deadline == batching::TimePoint::max() &&
       (*model)->default_timeout() > batching::Duration::zero()) {

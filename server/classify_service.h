@@ -6,6 +6,7 @@
 
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "server/decode_pool.h"
+#include "server/metrics.h"
 #include "server/model_repository.h"
 #include "video/decode.h"
 
@@ -13,11 +14,14 @@ namespace clipserve::server {
 
 class ClassifyService final : public v1::VideoClassifier::CallbackService {
  public:
-  // `models` and `decoders` must outlive the service. Encoded videos are
-  // decoded on `decoders` within `video_limits`.
+  // `models`, `decoders` and `metrics` must outlive the service. Encoded
+  // videos are decoded on `decoders` within `video_limits`.
   ClassifyService(const ModelRepository* models, DecodePool* decoders,
-                  const video::Limits& video_limits)
-      : models_(models), decoders_(decoders), video_limits_(video_limits) {}
+                  const video::Limits& video_limits, Metrics* metrics)
+      : models_(models),
+        decoders_(decoders),
+        video_limits_(video_limits),
+        metrics_(metrics) {}
 
   // From now on new requests get UNAVAILABLE; queued ones still complete.
   void StartDraining() { draining_.store(true, std::memory_order_release); }
@@ -35,6 +39,7 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   const ModelRepository* const models_;
   DecodePool* const decoders_;
   const video::Limits video_limits_;
+  Metrics* const metrics_;
   std::atomic<bool> draining_{false};
 };
 

@@ -11,7 +11,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "server/gpu_metrics.h"
 #include "server/log.h"
+#include "server/metrics.h"
 #include "server/model_repository.h"
 #include "server/server.h"
 
@@ -31,8 +34,15 @@ Flags:
                           16 x 224 x 224) is served with UNTRAINED weights.
   --grpc-port N           gRPC port (default 8001; 0 picks a free port).
   --grpc-address HOST     Address to listen on (default 0.0.0.0).
-  --metrics-port N        Port reserved for the Prometheus endpoint
-                          (default 8002).
+  --metrics-port N        Port of the Prometheus endpoint, /metrics
+                          (default 8002; 0 picks a free port).
+  --allow-metrics BOOL    Serve metrics at all (default true).
+  --latency-buckets LIST  Upper bounds in seconds of the duration histograms
+                          (default 0.0005,0.001,...,10,30).
+  --gpu-metrics-interval-ms N
+                          How often GPUs are sampled through NVML (default
+                          1000).
+  --nvml-library PATH     NVML to dlopen (default libnvidia-ml.so.1).
   --max-request-bytes N   Largest request accepted (default: derived from the
                           largest model input).
   --decode-threads N      Threads decoding encoded videos (default: one per
@@ -61,12 +71,24 @@ struct Flags {
   std::string grpc_address = "0.0.0.0";
   int grpc_port = 8001;
   int metrics_port = 8002;
+  bool allow_metrics = true;
+  std::vector<double> latency_buckets =
+      clipserve::server::DefaultDurationBuckets();
+  int gpu_metrics_interval_ms = 1000;
+  std::string nvml_library = "libnvidia-ml.so.1";
   size_t max_request_bytes = 0;
   int drain_timeout_seconds = 30;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
   clipserve::video::Limits video_limits;
 };
+
+// "::1" -> "[::1]", for host:port strings.
+std::string BracketIfIpv6(const std::string& host) {
+  return host.find(':') != std::string::npos && host.front() != '['
+             ? absl::StrCat("[", host, "]")
+             : host;
+}
 
 [[noreturn]] void UsageError(const std::string& message) {
   std::fprintf(stderr, "clipserve: %s\n\n%s", message.c_str(), kUsage);
@@ -107,6 +129,26 @@ Flags ParseFlags(int argc, char** argv) {
       f.grpc_address = value;
     } else if (arg == "--metrics-port") {
       f.metrics_port = ParseNumber<int>(arg, value, 0, 65535);
+    } else if (arg == "--allow-metrics") {
+      if (value != "true" && value != "false") {
+        UsageError("--allow-metrics must be true or false");
+      }
+      f.allow_metrics = value == "true";
+    } else if (arg == "--latency-buckets") {
+      f.latency_buckets.clear();
+      for (absl::string_view part : absl::StrSplit(value, ',')) {
+        double b = 0;
+        if (!absl::SimpleAtod(part, &b) || b <= 0 ||
+            (!f.latency_buckets.empty() && b <= f.latency_buckets.back())) {
+          UsageError(absl::StrCat("--latency-buckets must be increasing positive "
+                                  "seconds, got \"", value, "\""));
+        }
+        f.latency_buckets.push_back(b);
+      }
+    } else if (arg == "--gpu-metrics-interval-ms") {
+      f.gpu_metrics_interval_ms = ParseNumber<int>(arg, value, 10, 3600000);
+    } else if (arg == "--nvml-library") {
+      f.nvml_library = value;
     } else if (arg == "--max-request-bytes") {
       f.max_request_bytes =
           ParseNumber<size_t>(arg, value, 1024, size_t{2} << 30);
@@ -151,10 +193,12 @@ int main(int argc, char** argv) {
                        flags.model_repository.empty() ? "(built-in)"
                                                       : flags.model_repository,
                        ", gRPC ", flags.grpc_address, ":", flags.grpc_port));
+  auto metrics =
+      std::make_shared<clipserve::server::Metrics>(flags.latency_buckets);
   auto models = flags.model_repository.empty()
-                    ? clipserve::server::ModelRepository::Builtin()
+                    ? clipserve::server::ModelRepository::Builtin(metrics.get())
                     : clipserve::server::ModelRepository::Load(
-                          flags.model_repository);
+                          flags.model_repository, metrics.get());
   if (!models.ok()) {
     LogError(absl::StrCat("cannot load models: ", models.status().message()));
     return 1;
@@ -162,19 +206,32 @@ int main(int argc, char** argv) {
 
   clipserve::server::ServerOptions options;
   options.grpc_address =
-      absl::StrCat(flags.grpc_address.find(':') != std::string::npos &&
-                           flags.grpc_address.front() != '['
-                       ? absl::StrCat("[", flags.grpc_address, "]")
-                       : flags.grpc_address,
-                   ":", flags.grpc_port);
+      absl::StrCat(BracketIfIpv6(flags.grpc_address), ":", flags.grpc_port);
   options.max_request_bytes = flags.max_request_bytes;
   options.video_limits = flags.video_limits;
   options.decode_threads = flags.decode_threads;
   options.decode_queue_size = flags.decode_queue_size;
-  auto server = clipserve::server::Server::Start(*std::move(models), options);
+  options.metrics_address =
+      flags.allow_metrics
+          ? absl::StrCat(BracketIfIpv6(flags.grpc_address), ":", flags.metrics_port)
+          : "";
+  // Sampled for as long as the process runs; nullptr without NVML.
+  std::unique_ptr<clipserve::server::GpuMetrics> gpus;
+  if (flags.allow_metrics) {
+    gpus = clipserve::server::GpuMetrics::Start(
+        metrics->registry(),
+        std::chrono::milliseconds(flags.gpu_metrics_interval_ms),
+        flags.nvml_library);
+  }
+  auto server =
+      clipserve::server::Server::Start(*std::move(models), metrics, options);
   if (!server.ok()) {
     LogError(std::string(server.status().message()));
     return 1;
+  }
+  if ((*server)->metrics_port() != 0) {
+    LogInfo(absl::StrCat("serving metrics on port ", (*server)->metrics_port(),
+                         " (/metrics)"));
   }
   // Tests and scripts read the port from this line.
   LogInfo(absl::StrCat("serving gRPC on port ", (*server)->port(),

@@ -71,7 +71,8 @@ std::string Describe(const ServedModel& m, double seconds) {
       absl::StrCat(static_cast<int64_t>(seconds * 1000)), " ms");
 }
 
-absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir) {
+absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir,
+                                                       Metrics* metrics) {
   const auto start = std::chrono::steady_clock::now();
   const std::string name = dir.filename().string();
   const fs::path config_path = dir / "config.pbtxt";
@@ -115,11 +116,13 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir) {
   }
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
       *std::move(config), version_name, *std::move(labels),
-      std::move(instances));
+      std::move(instances), metrics);
   if (model.ok()) {
-    LogInfo(Describe(**model, std::chrono::duration<double>(
-                                  std::chrono::steady_clock::now() - start)
-                                  .count()));
+    const double seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - start)
+                               .count();
+    (*model)->metrics().load_seconds().Set(seconds);
+    LogInfo(Describe(**model, seconds));
   }
   return model;
 }
@@ -127,7 +130,7 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
-    const std::string& root) {
+    const std::string& root, Metrics* metrics) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) {
     return absl::NotFoundError(
@@ -147,14 +150,15 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
   }
   auto repo = std::unique_ptr<ModelRepository>(new ModelRepository());
   for (const fs::path& dir : dirs) {
-    absl::StatusOr<std::unique_ptr<ServedModel>> model = LoadModel(dir);
+    absl::StatusOr<std::unique_ptr<ServedModel>> model = LoadModel(dir, metrics);
     if (!model.ok()) return model.status();
     repo->models_.emplace((*model)->name(), *std::move(model));
   }
   return repo;
 }
 
-absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin() {
+absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin(
+    Metrics* metrics) {
   const auto start = std::chrono::steady_clock::now();
   absl::StatusOr<config::ModelConfig> config = ParseModelConfig(
       absl::StrCat("name: \"", kBuiltinModelName, "\"\n",
@@ -190,11 +194,13 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin() {
                           "RANDOM, UNTRAINED weights: its answers are "
                           "meaningless; for trying the server only"));
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
-      *std::move(config), "1", {}, std::move(instances));
+      *std::move(config), "1", {}, std::move(instances), metrics);
   if (!model.ok()) return model.status();
-  LogInfo(Describe(**model, std::chrono::duration<double>(
-                                std::chrono::steady_clock::now() - start)
-                                .count()));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  (*model)->metrics().load_seconds().Set(seconds);
+  LogInfo(Describe(**model, seconds));
   auto repo = std::unique_ptr<ModelRepository>(new ModelRepository());
   repo->models_.emplace(kBuiltinModelName, *std::move(model));
   return repo;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/metrics.h"
 #include "server/served_model.h"
 
 namespace clipserve::server {
@@ -27,13 +28,15 @@ class ModelRepository {
  public:
   // Loads every model under `root`. Any bad model stops the load with an
   // error naming its file and field.
+  // Each model's series go to `metrics`, which must outlive the repository.
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(
-      const std::string& root);
+      const std::string& root, Metrics* metrics);
 
   // The built-in default model: Inception-I3D with random (untrained)
   // weights, 400 classes, 16 x 224 x 224 clips, so the server runs with
   // nothing to download.
-  static absl::StatusOr<std::unique_ptr<ModelRepository>> Builtin();
+  static absl::StatusOr<std::unique_ptr<ModelRepository>> Builtin(
+      Metrics* metrics);
 
   // The model `name` (empty: the default model) at `version` (empty: the
   // loaded one); NOT_FOUND naming what exists otherwise.

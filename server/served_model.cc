@@ -17,13 +17,15 @@ int64_t Micros(batching::Duration d) {
 
 ServedModel::ServedModel(config::ModelConfig config, std::string version,
                          std::vector<std::string> labels,
-                         std::vector<std::unique_ptr<runtime::Backend>> instances)
+                         std::vector<std::unique_ptr<runtime::Backend>> instances,
+                         ModelMetrics* metrics)
     : config_(std::move(config)),
       version_(std::move(version)),
       labels_(std::move(labels)),
       spec_(instances.front()->spec()),
       default_timeout_(std::chrono::microseconds(
-          config_.dynamic_batching().default_timeout_microseconds())) {
+          config_.dynamic_batching().default_timeout_microseconds())),
+      metrics_(metrics) {
   instances_.resize(instances.size());
   for (size_t i = 0; i < instances.size(); ++i) {
     instances_[i].backend = std::move(instances[i]);
@@ -34,7 +36,8 @@ ServedModel::ServedModel(config::ModelConfig config, std::string version,
 absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
     config::ModelConfig config, std::string version,
     std::vector<std::string> labels,
-    std::vector<std::unique_ptr<runtime::Backend>> instances) {
+    std::vector<std::unique_ptr<runtime::Backend>> instances,
+    Metrics* metrics) {
   if (instances.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("model '", config.name(), "' has no instances"));
@@ -48,9 +51,11 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
   batching::BatchSchedulerOptions options;
   options.queue = QueueOptionsFromConfig(config);
   options.num_instances = static_cast<int>(instances.size());
+  ModelMetrics* model_metrics =
+      metrics->AddModel(config.name(), version, config.max_batch_size());
   std::unique_ptr<ServedModel> model(new ServedModel(
       std::move(config), std::move(version), std::move(labels),
-      std::move(instances)));
+      std::move(instances), model_metrics));
   ServedModel* self = model.get();
   absl::StatusOr<std::unique_ptr<batching::BatchScheduler>> scheduler =
       batching::BatchScheduler::Create(
@@ -62,6 +67,11 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
         "model '", self->name(), "': ", scheduler.status().message()));
   }
   model->scheduler_ = *std::move(scheduler);
+  const batching::BatchScheduler* queue_owner = model->scheduler_.get();
+  metrics->AddQueueDepth(self->name(), self->version(), [queue_owner] {
+    return static_cast<double>(queue_owner->queue().queued());
+  });
+  model_metrics->ready().Set(1);
   return model;
 }
 
@@ -87,6 +97,8 @@ void ServedModel::RunBatch(int instance, batching::Batch batch) {
   ExecutionStats stats;
   stats.batch_size = batch.size;
   stats.compute_us = Micros(done - batch.formed_time);
+  metrics_->batch_size().Observe(batch.size);
+  metrics_->batch_executions().Increment();
   const int64_t classes = spec_.num_classes;
   size_t row = 0;
   for (const batching::Batch::Entry& e : batch.entries) {

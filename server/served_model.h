@@ -12,6 +12,7 @@
 #include "clipserve/config.pb.h"
 #include "runtime/backend.h"
 #include "server/inference_task.h"
+#include "server/metrics.h"
 
 namespace clipserve::server {
 
@@ -19,11 +20,13 @@ class ServedModel {
  public:
   // Takes the instances (at least one, all with the same spec) and starts
   // one batching thread per instance. `labels` is empty or has one entry per
-  // class.
+  // class. Registers the model's series in `metrics` (which must outlive it)
+  // and reports it ready.
   static absl::StatusOr<std::unique_ptr<ServedModel>> Create(
       config::ModelConfig config, std::string version,
       std::vector<std::string> labels,
-      std::vector<std::unique_ptr<runtime::Backend>> instances);
+      std::vector<std::unique_ptr<runtime::Backend>> instances,
+      Metrics* metrics);
 
   // Drains (see Shutdown).
   ~ServedModel();
@@ -46,9 +49,14 @@ class ServedModel {
   // queued and the caller completes it.
   absl::Status Enqueue(InferenceTask* task) { return scheduler_->Enqueue(task); }
 
+  ModelMetrics& metrics() const { return *metrics_; }
+
   // Refuses new requests, answers every queued one, and returns when the
   // instances are idle. Idempotent.
-  void Shutdown() { scheduler_->Shutdown(); }
+  void Shutdown() {
+    metrics_->ready().Set(0);
+    scheduler_->Shutdown();
+  }
 
  private:
   // What one instance reuses from batch to batch.
@@ -60,7 +68,8 @@ class ServedModel {
 
   ServedModel(config::ModelConfig config, std::string version,
               std::vector<std::string> labels,
-              std::vector<std::unique_ptr<runtime::Backend>> instances);
+              std::vector<std::unique_ptr<runtime::Backend>> instances,
+              ModelMetrics* metrics);
   void RunBatch(int instance, batching::Batch batch);
 
   const config::ModelConfig config_;
@@ -68,6 +77,7 @@ class ServedModel {
   const std::vector<std::string> labels_;
   const runtime::ModelSpec spec_;
   const batching::Duration default_timeout_;
+  ModelMetrics* const metrics_;
   std::vector<InstanceState> instances_;
   // Last member: its threads use the members above and stop first.
   std::unique_ptr<batching::BatchScheduler> scheduler_;

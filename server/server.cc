@@ -20,8 +20,10 @@ constexpr size_t kAnySizeLimitBytes = 256u << 20;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
-    std::unique_ptr<ModelRepository> models, const ServerOptions& options) {
+    std::unique_ptr<ModelRepository> models, std::shared_ptr<Metrics> metrics,
+    const ServerOptions& options) {
   std::unique_ptr<Server> server(new Server());
+  server->metrics_ = std::move(metrics);
   server->max_request_bytes_ = options.max_request_bytes;
   if (server->max_request_bytes_ == 0) {
     const size_t largest = models->largest_clip_bytes();
@@ -38,7 +40,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->decoders_ =
       std::make_unique<DecodePool>(decode_threads, options.decode_queue_size);
   server->classify_ = std::make_unique<ClassifyService>(
-      server->models_.get(), server->decoders_.get(), options.video_limits);
+      server->models_.get(), server->decoders_.get(), options.video_limits,
+      server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -53,6 +56,21 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.grpc_address));
   }
+  if (!options.metrics_address.empty()) {
+    try {
+      server->exposer_ =
+          std::make_unique<prometheus::Exposer>(options.metrics_address);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options.metrics_address,
+                       ": ", e.what()));
+    }
+    for (const auto& c : server->metrics_->collectables()) {
+      server->exposer_->RegisterCollectable(c);
+    }
+    const std::vector<int> ports = server->exposer_->GetListeningPorts();
+    server->metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
   grpc::HealthCheckServiceInterface* health =
       server->grpc_->GetHealthCheckService();
   health->SetServingStatus(true);
@@ -62,7 +80,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   return server;
 }
 
-Server::~Server() { Shutdown(std::chrono::seconds(5)); }
+Server::~Server() {
+  Shutdown(std::chrono::seconds(5));
+  // Stop serving metrics before the models they read go away.
+  exposer_.reset();
+}
 
 void Server::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_ || !grpc_) return;

@@ -7,6 +7,7 @@
 #include <string>
 
 #include <grpcpp/server.h>
+#include <prometheus/exposer.h>
 
 #include "absl/status/statusor.h"
 #include "server/classify_service.h"
@@ -29,18 +30,25 @@ struct ServerOptions {
   video::Limits video_limits;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
+  // host:port of the Prometheus endpoint (/metrics); port 0 picks a free one
+  // (see Server::metrics_port()); empty: no endpoint.
+  std::string metrics_address = "0.0.0.0:8002";
 };
 
 class Server {
  public:
-  // Starts serving `models` (and grpc.health.v1, server reflection).
+  // Starts serving `models` (and grpc.health.v1, server reflection), and
+  // `metrics` (into which the models record) over HTTP.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
-      std::unique_ptr<ModelRepository> models, const ServerOptions& options);
+      std::unique_ptr<ModelRepository> models, std::shared_ptr<Metrics> metrics,
+      const ServerOptions& options);
 
   ~Server();
 
   // The port actually bound.
   int port() const { return port_; }
+  // The metrics port actually bound; 0 without an endpoint.
+  int metrics_port() const { return metrics_port_; }
   size_t max_request_bytes() const { return max_request_bytes_; }
 
   // Graceful shutdown: health turns NOT_SERVING, new requests get
@@ -51,11 +59,16 @@ class Server {
  private:
   Server() = default;
 
+  // Declared in the order they must outlive each other: the endpoint reads
+  // the models' queues, so it goes first.
+  std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DecodePool> decoders_;
   std::unique_ptr<ClassifyService> classify_;
   std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;
+  int metrics_port_ = 0;
   size_t max_request_bytes_ = 0;
   bool shut_down_ = false;
 };

@@ -95,6 +95,15 @@ void ExpectLogitsNear(const v1::ClassifyResponse& r, const std::vector<float>& w
   }
 }
 
+// The value of the series `series` (name and labels, exactly as exposed) in
+// a scrape, or -1 when absent.
+double MetricValue(const std::string& scrape, const std::string& series) {
+  const std::string key = "\n" + series + " ";
+  const size_t at = ("\n" + scrape).find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(scrape.substr(at + key.size() - 1));
+}
+
 // One server for most tests, with a repository of small models.
 class ClassifyTest : public ::testing::Test {
  protected:
@@ -241,6 +250,32 @@ TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
   EXPECT_EQ(ra.response.timings().batch_size(), 2);
   EXPECT_GE(ra.response.timings().queue_us(), 900000);
   ExpectStillServing();
+}
+
+TEST_F(ClassifyTest, MetricsShowQueuedAndInflightRequestsThenTheirBatch) {
+  const std::string held = "model=\"held\",version=\"1\"";
+  const double batches_before = MetricValue(
+      server_->ScrapeMetrics(), "clipserve_batch_size_count{" + held + "}");
+  ASSERT_GE(batches_before, 0);
+  auto a = CallAsync(Channel(), Request("held", 11));
+  auto b = CallAsync(Channel(), Request("held", 12));
+  std::this_thread::sleep_for(milliseconds(400));  // both wait out the 1 s delay
+  std::string scrape = server_->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(scrape, "clipserve_queue_depth{" + held + "}"), 2) << scrape;
+  EXPECT_EQ(MetricValue(scrape, "clipserve_inflight_requests{" + held + "}"), 2);
+  EXPECT_EQ(MetricValue(scrape, "clipserve_model_ready{" + held + "}"), 1);
+  ASSERT_TRUE(a.get().status.ok());
+  ASSERT_TRUE(b.get().status.ok());
+  scrape = server_->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(scrape, "clipserve_queue_depth{" + held + "}"), 0);
+  EXPECT_EQ(MetricValue(scrape, "clipserve_inflight_requests{" + held + "}"), 0);
+  // One more batch, of two clips: in the bucket le="2" but not le="1".
+  EXPECT_EQ(MetricValue(scrape, "clipserve_batch_size_count{" + held + "}"),
+            batches_before + 1);
+  EXPECT_GE(MetricValue(scrape, "clipserve_queue_duration_seconds_sum{" + held + "}"), 1.8);
+  EXPECT_GT(MetricValue(scrape, "clipserve_model_load_seconds{" + held + "}"), 0);
+  EXPECT_GE(MetricValue(scrape, "process_resident_memory_bytes"), 1e6);
+  EXPECT_GE(MetricValue(scrape, "process_open_fds"), 3);
 }
 
 TEST_F(ClassifyTest, ServerSideDefaultTimeoutAnswersDeadlineExceeded) {
@@ -426,6 +461,13 @@ TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
   const auto health = Health(server->Channel(), "", &hs);
   if (hs.ok()) {
     EXPECT_EQ(health, HealthCheckResponse::NOT_SERVING);
+  }
+
+  // The endpoint still answers while the server drains, with the model no
+  // longer ready (or it has already stopped).
+  const std::string scrape = server->ScrapeMetrics();
+  if (!scrape.empty()) {
+    EXPECT_EQ(MetricValue(scrape, "clipserve_model_ready{model=\"slow\",version=\"1\"}"), 0);
   }
 
   for (auto& c : calls) {

@@ -1,6 +1,9 @@
 #include "tests/integration/server_process.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,7 +19,8 @@ namespace clipserve::testing {
 std::unique_ptr<ServerProcess> ServerProcess::Start(
     const std::vector<std::string>& args, std::chrono::seconds timeout) {
   std::vector<std::string> argv_s = {CLIPSERVE_BINARY, "--grpc-address",
-                                     "127.0.0.1", "--grpc-port", "0"};
+                                     "127.0.0.1", "--grpc-port", "0",
+                                     "--metrics-port", "0"};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (std::string& s : argv_s) argv.push_back(s.data());
@@ -48,6 +52,9 @@ std::unique_ptr<ServerProcess> ServerProcess::Start(
     return nullptr;
   }
   p->port_ = std::stoi(m[1]);
+  if (std::regex_search(p->log_, m, std::regex("serving metrics on port ([0-9]+)"))) {
+    p->metrics_port_ = std::stoi(m[1]);
+  }
   return p;
 }
 
@@ -86,6 +93,29 @@ void ServerProcess::ReadLog(int fd) {
   std::lock_guard<std::mutex> lock(mu_);
   log_closed_ = true;
   log_grew_.notify_all();
+}
+
+std::string ServerProcess::ScrapeMetrics() const {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+    const std::string request =
+        "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, request.data(), request.size()) ==
+        static_cast<ssize_t>(request.size())) {
+      char buf[8192];
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
+    }
+  }
+  close(fd);
+  const size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
 std::string ServerProcess::address() const {

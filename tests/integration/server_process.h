@@ -38,6 +38,10 @@ class ServerProcess {
   ~ServerProcess();
 
   int port() const { return port_; }
+  // The Prometheus endpoint's port (started with --metrics-port 0).
+  int metrics_port() const { return metrics_port_; }
+  // GET http://127.0.0.1:<metrics_port>/metrics: the body, or "" on failure.
+  std::string ScrapeMetrics() const;
   std::string address() const;
   std::shared_ptr<grpc::Channel> Channel() const;
 
@@ -54,6 +58,7 @@ class ServerProcess {
 
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
   bool exited_ = false;
   int exit_code_ = 0;
   mutable std::mutex mu_;
