@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc
   libtorch-dev
   libopencv-dev ffmpeg
-  prometheus-cpp-dev prometheus
+  prometheus-cpp-dev prometheus python3-yaml
   python3-torch python3-numpy
   libgtest-dev libgmock-dev libbenchmark-dev
   python3

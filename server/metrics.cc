@@ -208,6 +208,11 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                         .Name("clipserve_model_load_seconds")
                         .Help("Time loading and warming up the model took.")
                         .Register(*registry_)),
+      queue_capacity_(prometheus::BuildGauge()
+                          .Name("clipserve_queue_capacity")
+                          .Help("Queued requests beyond which new ones are "
+                                "refused (max_queue_size).")
+                          .Register(*registry_)),
       scrape_time_(std::make_shared<ScrapeTimeCollector>()) {
   unknown_ = AddModel("unknown", "", 0);
 }
@@ -250,6 +255,7 @@ ModelMetrics::ModelMetrics(Metrics* metrics, const prometheus::Labels& labels,
   inflight_ = &metrics->inflight_.Add(labels);
   ready_ = &metrics->ready_.Add(labels);
   load_seconds_ = &metrics->load_seconds_.Add(labels);
+  queue_capacity_ = &metrics->queue_capacity_.Add(labels);
 }
 
 void ModelMetrics::CountRequest(absl::StatusCode code, double seconds) {

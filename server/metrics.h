@@ -50,6 +50,7 @@ class ModelMetrics {
   prometheus::Gauge& inflight() { return *inflight_; }
   prometheus::Gauge& ready() { return *ready_; }
   prometheus::Gauge& load_seconds() { return *load_seconds_; }
+  prometheus::Gauge& queue_capacity() { return *queue_capacity_; }
 
  private:
   friend class Metrics;
@@ -68,6 +69,7 @@ class ModelMetrics {
   prometheus::Gauge* inflight_ = nullptr;
   prometheus::Gauge* ready_ = nullptr;
   prometheus::Gauge* load_seconds_ = nullptr;
+  prometheus::Gauge* queue_capacity_ = nullptr;
   // One counter per status code, made on first use.
   std::mutex codes_mu_;
   std::array<std::atomic<prometheus::Counter*>, 17> by_code_{};
@@ -112,6 +114,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& inflight_;
   prometheus::Family<prometheus::Gauge>& ready_;
   prometheus::Family<prometheus::Gauge>& load_seconds_;
+  prometheus::Family<prometheus::Gauge>& queue_capacity_;
   std::shared_ptr<ScrapeTimeCollector> scrape_time_;
   std::mutex models_mu_;
   std::vector<std::unique_ptr<ModelMetrics>> models_;

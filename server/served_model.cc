@@ -71,6 +71,8 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
   metrics->AddQueueDepth(self->name(), self->version(), [queue_owner] {
     return static_cast<double>(queue_owner->queue().queued());
   });
+  model_metrics->queue_capacity().Set(
+      static_cast<double>(model->scheduler_->queue().options().max_queue_size));
   model_metrics->ready().Set(1);
   return model;
 }

@@ -5,10 +5,9 @@
 //   0        GPU-fake-0    37 %  1 GiB / 16 GiB            123456 mW
 //   1        GPU-fake-1    90 %  8000000000 / 85899345920  300000 mW
 //   2, 3     GPU-fake-<i>  10 %  1 / 2                     1000 mW
-// and energy base + reads * step: 1000000 + n * 1234 mJ (device 0),
-// 2500000 + n * 4321 mJ (device 1), n * 1000 mJ (devices 2, 3).
-// Energy reads are counted per device from nvmlInit_v2 on, so the n-th read of
-// device i returns base_i + n * step_i.
+// The n-th energy read of a device (counted from nvmlInit_v2 on) returns
+// 1000000 + n * 1234 mJ (device 0), 2500000 + n * 4321 mJ (device 1),
+// n * 1000 mJ (devices 2, 3).
 //
 // Environment:
 //   FAKE_NVML_INIT_FAIL=1   nvmlInit_v2 returns NVML_ERROR_DRIVER_NOT_LOADED

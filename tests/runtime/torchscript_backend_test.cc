@@ -390,16 +390,21 @@ TEST(TorchScriptBackendTest, LoadBadDeviceIsInvalidArgument) {
   EXPECT_THAT(backend.status().message(), HasSubstr("gpu7"));
 }
 
-TEST(TorchScriptBackendTest, LoadCudaWithoutCudaIsFailedPrecondition) {
-  if (torch::cuda::is_available()) GTEST_SKIP() << "CUDA is available here";
+TEST(TorchScriptBackendTest, LoadCudaThatIsNotThereIsFailedPrecondition) {
   torch::jit::Module model = LinearModel();
   BackendOptions options;
-  options.device = "cuda:0";
+  // Without CUDA any CUDA device is missing; with it, the one past the last.
+  const bool cuda = torch::cuda::is_available();
+  const size_t count = cuda ? torch::cuda::device_count() : 0;
+  options.device = "cuda:" + std::to_string(count);
   absl::StatusOr<std::unique_ptr<Backend>> backend = LoadTorchScriptBackend(
       SaveToTemp(model, "linear_cuda.pt"), FixedSpec(), options);
   EXPECT_EQ(backend.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(backend.status().message(),
-            "device cuda:0 requested but this build/machine has no CUDA");
+            cuda ? "device " + options.device + " requested but only " +
+                       std::to_string(count) + " CUDA device(s) are visible"
+                 : std::string("device cuda:0 requested but this build/machine "
+                               "has no CUDA"));
 }
 
 TEST(TorchScriptBackendTest, LoadWrongOutputShapeIsInvalidArgument) {
