@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "client/flags.h"
+#include "runtime/allocator.h"
 #include "runtime/backend.h"
 #include "runtime/device.h"
 #include "server/model_config.h"
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
   if (!flags.Has("model-repository") || !flags.Has("model")) {
     flags.Fail("--model-repository and --model are required");
   }
+  // The allocator settings the server runs with.
+  runtime::KeepTensorMemoryInProcess();
   const std::filesystem::path dir =
       std::filesystem::path(flags.String("model-repository", "")) /
       flags.String("model", "");

@@ -19,8 +19,16 @@ namespace clipserve::runtime {
 // both with the PyTorch port's key names ("Mixed_3b.b1b.conv3d.weight", ...);
 // a leading "module." is accepted and "num_batches_tracked" ignored. Missing,
 // unexpected or wrongly shaped keys refuse the load (INVALID_ARGUMENT listing
-// every offender). With neither file (or an empty `weights_dir`), the weights
-// are deterministic random ones from `seed`, and untrained() is true.
+// every offender); so does a corrupt file (never silently replaced by random
+// weights), and a `weights_dir` that is a file. With neither file (or an
+// empty or absent `weights_dir`), the weights are deterministic random ones
+// from `seed` (the same in every process), and untrained() is true.
+//
+// Any T, H, W >= 1 runs (TF "SAME" padding and a head that shrinks to fit),
+// so the spec may leave frames/height/width open (-1). On CPU every
+// convolution goes straight to oneDNN: ATen 1.13's own choice sends most of
+// I3D's batch-1 convolutions to a reference-BLAS im2col path, 6x slower
+// (docs/benchmarks.md, "I3D forward on CPU, and why batch 1 was slow").
 absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
     const std::string& weights_dir, const ModelSpec& spec,
     const BackendOptions& options, uint64_t seed = 0);

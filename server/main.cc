@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "runtime/allocator.h"
 #include "server/gpu_metrics.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -193,6 +194,7 @@ int main(int argc, char** argv) {
                        flags.model_repository.empty() ? "(built-in)"
                                                       : flags.model_repository,
                        ", gRPC ", flags.grpc_address, ":", flags.grpc_port));
+  clipserve::runtime::KeepTensorMemoryInProcess();
   auto metrics =
       std::make_shared<clipserve::server::Metrics>(flags.latency_buckets);
   auto models = flags.model_repository.empty()

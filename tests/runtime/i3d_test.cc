@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -55,6 +56,23 @@ InceptionI3d& SharedModel() {
   return *model;
 }
 
+// Directories made by TempDir, removed when the test program ends (some
+// hold full I3D checkpoints, 50 MB each).
+std::vector<std::string>& MadeDirs() {
+  static auto* dirs = new std::vector<std::string>;
+  return *dirs;
+}
+
+class RemoveTempDirs : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    std::error_code ec;
+    for (const std::string& dir : MadeDirs()) fs::remove_all(dir, ec);
+  }
+};
+[[maybe_unused]] ::testing::Environment* const kRemoveTempDirs =
+    ::testing::AddGlobalTestEnvironment(new RemoveTempDirs);
+
 // A fresh directory under the test temp dir.
 std::string TempDir(const std::string& name) {
   static std::atomic<int> counter{0};
@@ -63,6 +81,7 @@ std::string TempDir(const std::string& name) {
                                     name);
   fs::remove_all(dir);
   fs::create_directories(dir);
+  MadeDirs().push_back(dir.string());
   return dir.string();
 }
 
