@@ -63,7 +63,7 @@ INVALID_ARGUMENT, 5 for NOT_FOUND), 64 on a usage error or unreadable file.
 
 int PrintError(const grpc::Status& status) {
   std::fprintf(stderr, "error: %s (code %d): %s\n",
-               clipserve::client::StatusCodeName(status.error_code()),
+               clipserve::client::StatusCodeName(status.error_code()).c_str(),
                static_cast<int>(status.error_code()),
                status.error_message().c_str());
   return static_cast<int>(status.error_code());

@@ -77,27 +77,11 @@ int64_t ModelDim(const v1::ModelMetadataResponse& metadata, int index,
              : fallback;
 }
 
-const char* StatusCodeName(int code) {
-  static const char* const kNames[] = {
-      "OK",
-      "CANCELLED",
-      "UNKNOWN",
-      "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED",
-      "NOT_FOUND",
-      "ALREADY_EXISTS",
-      "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION",
-      "ABORTED",
-      "OUT_OF_RANGE",
-      "UNIMPLEMENTED",
-      "INTERNAL",
-      "UNAVAILABLE",
-      "DATA_LOSS",
-      "UNAUTHENTICATED",
-  };
-  return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+std::string StatusCodeName(int code) {
+  // gRPC and absl share the canonical codes and their names.
+  return code >= 0 && code <= 16
+             ? absl::StatusCodeToString(static_cast<absl::StatusCode>(code))
+             : "UNKNOWN";
 }
 
 }  // namespace clipserve::client

@@ -34,7 +34,7 @@ int64_t ModelDim(const v1::ModelMetadataResponse& metadata, int index,
                  int64_t fallback);
 
 // "INVALID_ARGUMENT" etc. for a gRPC status code number.
-const char* StatusCodeName(int code);
+std::string StatusCodeName(int code);
 
 }  // namespace clipserve::client
 

@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   if (const grpc::Status s =
           FetchModelMetadata(channel, request.model_name(), &metadata);
       !s.ok()) {
-    std::fprintf(stderr, "error: %s: %s\n", StatusCodeName(s.error_code()),
+    std::fprintf(stderr, "error: %s: %s\n", StatusCodeName(s.error_code()).c_str(),
                  s.error_message().c_str());
     return s.error_code();
   }

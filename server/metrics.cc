@@ -14,25 +14,6 @@
 namespace clipserve::server {
 namespace {
 
-constexpr const char* kCodeNames[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
 
 // Buckets at every batch size up to 64, else at powers of two.
 prometheus::Histogram::BucketBoundaries BatchBuckets(int max_batch_size) {
@@ -268,7 +249,7 @@ void ModelMetrics::CountRequest(absl::StatusCode code, double seconds) {
     c = by_code_[i].load(std::memory_order_relaxed);
     if (c == nullptr) {
       prometheus::Labels l = labels_;
-      l["code"] = kCodeNames[i];
+      l["code"] = absl::StatusCodeToString(code);  // "INVALID_ARGUMENT", ...
       c = &metrics_->requests_.Add(l);
       by_code_[i].store(c, std::memory_order_release);
     }

@@ -439,36 +439,40 @@ TEST_F(ClassifyTest, ReflectionListsTheService) {
 // refused, health turns NOT_SERVING, and the process exits 0.
 TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
   TempDir repo;
-  // About 150 ms per batch of at most 2: 8 requests keep it busy ~600 ms.
+  // Batches of at most 2 that each take a while: 8 requests keep the
+  // instance busy for four batches.
   WriteScriptModel(repo.path(), "slow",
                    ModelConfigText("slow", 2, kT, kH, kW, kClasses,
                                    "dynamic_batching { max_queue_delay_microseconds: 0 }"),
-                   SlowForward(300), kClasses);
+                   SlowForward(30), kClasses);
   std::unique_ptr<ServerProcess> server =
       ServerProcess::Start({"--model-repository", repo.path()});
   ASSERT_NE(server, nullptr);
   std::vector<std::future<CallResult>> calls;
   for (int i = 0; i < 8; ++i) calls.push_back(CallAsync(server->Channel(), Request("slow", i)));
-  std::this_thread::sleep_for(milliseconds(200));
+  // Wait until the server holds all 8 (queued or computing).
+  const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
+  double held = 0;
+  for (int i = 0; i < 500 && held < 8; ++i) {
+    held = MetricValue(server->ScrapeMetrics(), inflight);
+    if (held < 8) std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(held, 8) << "the server never held all 8 requests";
 
   server->Signal(SIGTERM);
   ASSERT_TRUE(server->WaitForLog("draining", milliseconds(5000)));
-  // While it drains: refused, and not serving (or already gone).
+  // While it drains (several batches still to run): new requests are
+  // refused, health says NOT_SERVING, metrics say the model is not ready.
   CallResult late = Call(server->Channel(), Request("slow", 99));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << late.status.error_message();
+  EXPECT_EQ(late.status.error_message(), "server is shutting down");
   grpc::Status hs;
-  const auto health = Health(server->Channel(), "", &hs);
-  if (hs.ok()) {
-    EXPECT_EQ(health, HealthCheckResponse::NOT_SERVING);
-  }
-
-  // The endpoint still answers while the server drains, with the model no
-  // longer ready (or it has already stopped).
-  const std::string scrape = server->ScrapeMetrics();
-  if (!scrape.empty()) {
-    EXPECT_EQ(MetricValue(scrape, "clipserve_model_ready{model=\"slow\",version=\"1\"}"), 0);
-  }
+  EXPECT_EQ(Health(server->Channel(), "", &hs), HealthCheckResponse::NOT_SERVING);
+  EXPECT_TRUE(hs.ok()) << hs.error_message();
+  EXPECT_EQ(MetricValue(server->ScrapeMetrics(),
+                        "clipserve_model_ready{model=\"slow\",version=\"1\"}"),
+            0);
 
   for (auto& c : calls) {
     CallResult r = c.get();
