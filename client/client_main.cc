@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "client/channel.h"
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/npy.h"
@@ -34,6 +35,10 @@ top-k classes and where the time went. FILE is
 
 Flags:
   --server HOST:PORT   Server address (default localhost:8001).
+  --ssl                TLS, verifying the server against the system's roots.
+  --ssl-ca FILE        TLS, verifying the server against this PEM CA.
+  --ssl-cert FILE --ssl-key FILE
+                       Mutual TLS: this client's PEM certificate and key.
   --model NAME         Model (default: the server's default model).
   --version V          Model version (default: the loaded one).
   --top-k K            Classes to print (default 5).
@@ -118,17 +123,15 @@ bool ReadFile(const std::string& path, std::string* bytes) {
 
 int main(int argc, char** argv) {
   using namespace clipserve;
-  FlagReader flags(argc, argv, kUsage,
-                   {"server", "model", "version", "dtype", "frames", "height",
-                    "width", "seed", "top-k", "timeout-ms", "service",
-                    "num-frames", "start-seconds", "stride"},
-                   {"logits", "decode-local"});
-  grpc::ChannelArguments args;
-  args.SetMaxSendMessageSize(-1);
-  args.SetMaxReceiveMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(
-      flags.String("server", "localhost:8001"),
-      grpc::InsecureChannelCredentials(), args);
+  std::vector<std::string> known = {"model", "version", "dtype", "frames", "height",
+                                    "width", "seed", "top-k", "timeout-ms", "service",
+                                    "num-frames", "start-seconds", "stride"};
+  known.insert(known.end(), client::kChannelFlags.begin(), client::kChannelFlags.end());
+  std::vector<std::string> switches = {"logits", "decode-local"};
+  switches.insert(switches.end(), client::kChannelSwitches.begin(),
+                  client::kChannelSwitches.end());
+  FlagReader flags(argc, argv, kUsage, known, switches);
+  auto channel = client::MakeChannelFromFlags(flags);
   auto stub = v1::VideoClassifier::NewStub(channel);
   const std::string model = flags.String("model", "");
 

@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "client/channel.h"
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/perf.h"
@@ -18,6 +19,10 @@ percentiles, and the server's own queue/compute split and batch sizes.
 
 Flags:
   --server HOST:PORT     Server address (default localhost:8001).
+  --ssl                  TLS, verifying the server against the system's roots.
+  --ssl-ca FILE          TLS, verifying the server against this PEM CA.
+  --ssl-cert FILE --ssl-key FILE
+                         Mutual TLS: this client's PEM certificate and key.
   --model NAME           Model (default: the server's default model).
   --concurrency LIST     Comma-separated levels (default 1,2,4,8).
   --warmup-seconds S     Per level, not measured (default 2).
@@ -32,15 +37,12 @@ Flags:
 
 int main(int argc, char** argv) {
   using namespace clipserve::client;
-  FlagReader flags(argc, argv, kUsage,
-                   {"server", "model", "concurrency", "warmup-seconds",
-                    "window-seconds", "dtype", "frames", "height", "width",
-                    "json"});
-  grpc::ChannelArguments args;
-  args.SetMaxSendMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(
-      flags.String("server", "localhost:8001"),
-      grpc::InsecureChannelCredentials(), args);
+  std::vector<std::string> known = {"model",  "concurrency", "warmup-seconds",
+                                    "window-seconds", "dtype", "frames",
+                                    "height", "width", "json"};
+  known.insert(known.end(), kChannelFlags.begin(), kChannelFlags.end());
+  FlagReader flags(argc, argv, kUsage, known, kChannelSwitches);
+  auto channel = MakeChannelFromFlags(flags);
 
   clipserve::v1::ClassifyRequest request;
   request.set_model_name(flags.String("model", ""));

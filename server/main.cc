@@ -35,6 +35,12 @@ Flags:
                           16 x 224 x 224) is served with UNTRAINED weights.
   --grpc-port N           gRPC port (default 8001; 0 picks a free port).
   --grpc-address HOST     Address to listen on (default 0.0.0.0).
+  --grpc-use-ssl          Serve gRPC over TLS (needs the two flags below).
+  --grpc-server-cert FILE PEM certificate (chain) of the server.
+  --grpc-server-key FILE  PEM private key of the server.
+  --grpc-ssl-client-ca FILE
+                          Mutual TLS: require client certificates signed by
+                          this PEM CA. The metrics port stays plain HTTP.
   --metrics-port N        Port of the Prometheus endpoint, /metrics
                           (default 8002; 0 picks a free port).
   --allow-metrics BOOL    Serve metrics at all (default true).
@@ -73,6 +79,8 @@ struct Flags {
   int grpc_port = 8001;
   int metrics_port = 8002;
   bool allow_metrics = true;
+  bool use_ssl = false;
+  std::string server_cert, server_key, client_ca;
   std::vector<double> latency_buckets =
       clipserve::server::DefaultDurationBuckets();
   int gpu_metrics_interval_ms = 1000;
@@ -114,6 +122,10 @@ Flags ParseFlags(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       std::exit(0);
     }
+    if (arg == "--grpc-use-ssl") {  // a switch; --grpc-use-ssl=false also works
+      f.use_ssl = true;
+      continue;
+    }
     std::string value;
     if (size_t eq = arg.find('='); eq != std::string::npos) {
       value = arg.substr(eq + 1);
@@ -130,6 +142,17 @@ Flags ParseFlags(int argc, char** argv) {
       f.grpc_address = value;
     } else if (arg == "--metrics-port") {
       f.metrics_port = ParseNumber<int>(arg, value, 0, 65535);
+    } else if (arg == "--grpc-use-ssl") {
+      if (value != "true" && value != "false") {
+        UsageError("--grpc-use-ssl must be true or false");
+      }
+      f.use_ssl = value == "true";
+    } else if (arg == "--grpc-server-cert") {
+      f.server_cert = value;
+    } else if (arg == "--grpc-server-key") {
+      f.server_key = value;
+    } else if (arg == "--grpc-ssl-client-ca") {
+      f.client_ca = value;
     } else if (arg == "--allow-metrics") {
       if (value != "true" && value != "false") {
         UsageError("--allow-metrics must be true or false");
@@ -174,6 +197,13 @@ Flags ParseFlags(int argc, char** argv) {
       UsageError(absl::StrCat("unknown flag ", arg));
     }
   }
+  if (f.use_ssl && (f.server_cert.empty() || f.server_key.empty())) {
+    UsageError("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key");
+  }
+  if (!f.use_ssl && (!f.server_cert.empty() || !f.server_key.empty() ||
+                     !f.client_ca.empty())) {
+    UsageError("TLS files given without --grpc-use-ssl");
+  }
   return f;
 }
 
@@ -211,6 +241,11 @@ int main(int argc, char** argv) {
       absl::StrCat(BracketIfIpv6(flags.grpc_address), ":", flags.grpc_port);
   options.max_request_bytes = flags.max_request_bytes;
   options.video_limits = flags.video_limits;
+  if (flags.use_ssl) {
+    options.tls_cert_file = flags.server_cert;
+    options.tls_key_file = flags.server_key;
+    options.tls_client_ca_file = flags.client_ca;
+  }
   options.decode_threads = flags.decode_threads;
   options.decode_queue_size = flags.decode_queue_size;
   options.metrics_address =
@@ -236,8 +271,11 @@ int main(int argc, char** argv) {
                          " (/metrics)"));
   }
   // Tests and scripts read the port from this line.
-  LogInfo(absl::StrCat("serving gRPC on port ", (*server)->port(),
-                       " (max request ", (*server)->max_request_bytes(),
+  LogInfo(absl::StrCat("serving gRPC on port ", (*server)->port(), " (",
+                       !flags.use_ssl            ? "plaintext"
+                       : flags.client_ca.empty() ? "TLS"
+                                                 : "mutual TLS",
+                       ", max request ", (*server)->max_request_bytes(),
                        " bytes)"));
 
   int sig = 0;

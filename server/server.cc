@@ -6,6 +6,8 @@
 #include <grpcpp/server_builder.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +18,53 @@ namespace {
 
 constexpr size_t kHeadroomBytes = 1 << 20;
 constexpr size_t kAnySizeLimitBytes = 256u << 20;
+
+absl::StatusOr<std::string> ReadPem(const std::string& path,
+                                    const char* flag) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": cannot read ", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, ": ", path, " is not a PEM file"));
+  }
+  return text.str();
+}
+
+// Plaintext, TLS, or mutual TLS, as the options say.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty()) {
+    if (!options.tls_key_file.empty() || !options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--grpc-server-key and --grpc-ssl-client-ca need --grpc-use-ssl and "
+          "--grpc-server-cert");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  absl::StatusOr<std::string> cert =
+      ReadPem(options.tls_cert_file, "--grpc-server-cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key =
+      ReadPem(options.tls_key_file, "--grpc-server-key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  if (!options.tls_client_ca_file.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadPem(options.tls_client_ca_file, "--grpc-ssl-client-ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request =
+        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  ssl.pem_key_cert_pairs.push_back({*key, *cert});
+  return grpc::SslServerCredentials(ssl);
+}
 
 }  // namespace
 
@@ -46,8 +95,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.grpc_address,
-                           grpc::InsecureServerCredentials(), &server->port_);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentials(options);
+  if (!credentials.ok()) return credentials.status();
+  builder.AddListeningPort(options.grpc_address, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(server->max_request_bytes_, INT32_MAX)));
   builder.RegisterService(server->classify_.get());

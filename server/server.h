@@ -30,6 +30,12 @@ struct ServerOptions {
   video::Limits video_limits;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
+  // TLS for the gRPC port: PEM files. Empty cert: plaintext. With
+  // tls_client_ca set, clients must present a certificate signed by it
+  // (mutual TLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
   // host:port of the Prometheus endpoint (/metrics); port 0 picks a free one
   // (see Server::metrics_port()); empty: no endpoint.
   std::string metrics_address = "0.0.0.0:8002";
