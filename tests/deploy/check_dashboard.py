@@ -23,6 +23,9 @@ import os
 import re
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from metrics_doc import report  # noqa: E402
 import tempfile
 
 BUILTINS = {
@@ -252,13 +255,7 @@ def main():
 
     print(f"{len(exprs)} expressions in {len([p for p in panels if p.get('type') != 'row'])} panels "
           f"and {len(variables)} variables")
-    if problems:
-        print("FAILED:")
-        for p in problems:
-            print("  " + p)
-        return 1
-    print("OK")
-    return 0
+    return report(problems)
 
 
 if __name__ == "__main__":

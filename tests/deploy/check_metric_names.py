@@ -31,7 +31,7 @@ except ImportError:
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from metrics_doc import documented_metrics  # noqa: E402
+from metrics_doc import documented_metrics, report  # noqa: E402
 
 problems = []
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "node"}
@@ -141,13 +141,7 @@ def main():
 
     print(f"{len(exprs)} expressions, {len(metrics)} documented metrics, "
           f"{len(recorded)} recording rules, {len(alerts)} alerts")
-    if problems:
-        print("FAILED:")
-        for p in problems:
-            print("  " + p)
-        return 1
-    print("OK")
-    return 0
+    return report(problems)
 
 
 if __name__ == "__main__":

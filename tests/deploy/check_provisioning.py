@@ -20,6 +20,9 @@ import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from metrics_doc import report  # noqa: E402
+
 try:
     import yaml
 except ImportError:
@@ -105,13 +108,7 @@ def main():
     if not var or var[0].get("query") != "prometheus":
         problems.append("dashboard has no datasource variable of type prometheus")
 
-    if problems:
-        print("FAILED:")
-        for p in problems:
-            print("  " + p)
-        return 1
-    print("OK")
-    return 0
+    return report(problems)
 
 
 if __name__ == "__main__":

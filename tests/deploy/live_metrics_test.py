@@ -470,7 +470,10 @@ def check_prometheus(prom, source, models, client, grpc_addr, ok_npy):
     compute = wait_for("compute", lambda: finite(f"clipserve:compute_seconds_per_request:rate1m{sel}"), 30)
     check(compute[0][1] > 0, f"clipserve:compute_seconds_per_request:rate1m = {compute[0][1]:.4f} s > 0")
     batch = wait_for("batch", lambda: finite(f"clipserve:batch_size:mean_rate1m{sel}"), 30)
-    check(1 <= batch[0][1] <= 8, f"clipserve:batch_size:mean_rate1m = {batch[0][1]:.2f}, in [1, 8]")
+    # Not exactly in [1, 8]: so soon after the counters start, rate() caps its
+    # extrapolation at each counter's own zero point, which differs for _sum
+    # and _count, so the ratio can dip a little below 1 (0.94 seen).
+    check(0.5 <= batch[0][1] <= 8, f"clipserve:batch_size:mean_rate1m = {batch[0][1]:.2f}, in [0.5, 8]")
     rate = wait_for("rate", lambda: finite('clipserve:requests:rate1m{job="clipserve",model="tiny-b8",code="OK"}'), 30)
     check(rate[0][1] > 0, "clipserve:requests:rate1m{tiny-b8, OK} > 0")
     errors = wait_for("errors", lambda: finite(f"clipserve:request_errors:ratio_rate5m{sel}"), 30)

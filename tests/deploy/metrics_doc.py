@@ -43,3 +43,14 @@ def duration_buckets(path):
     if not m:
         return DEFAULT_DURATION_BUCKETS
     return [float(x) for x in re.split(r"[,\s]+", m.group(1).strip()) if x]
+
+
+def report(problems):
+    """Prints OK, or FAILED and every problem; the exit status for main()."""
+    if problems:
+        print("FAILED:")
+        for p in problems:
+            print("  " + p)
+        return 1
+    print("OK")
+    return 0

@@ -254,9 +254,15 @@ TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
 
 TEST_F(ClassifyTest, MetricsShowQueuedAndInflightRequestsThenTheirBatch) {
   const std::string held = "model=\"held\",version=\"1\"";
-  const double batches_before = MetricValue(
-      server_->ScrapeMetrics(), "clipserve_batch_size_count{" + held + "}");
+  const std::string before = server_->ScrapeMetrics();
+  const double batches_before =
+      MetricValue(before, "clipserve_batch_size_count{" + held + "}");
+  const double ones_before =
+      MetricValue(before, "clipserve_batch_size_bucket{" + held + ",le=\"1\"}");
+  const double twos_before =
+      MetricValue(before, "clipserve_batch_size_bucket{" + held + ",le=\"2\"}");
   ASSERT_GE(batches_before, 0);
+  ASSERT_GE(ones_before, 0) << before;
   auto a = CallAsync(Channel(), Request("held", 11));
   auto b = CallAsync(Channel(), Request("held", 12));
   std::this_thread::sleep_for(milliseconds(400));  // both wait out the 1 s delay
@@ -272,6 +278,10 @@ TEST_F(ClassifyTest, MetricsShowQueuedAndInflightRequestsThenTheirBatch) {
   // One more batch, of two clips: in the bucket le="2" but not le="1".
   EXPECT_EQ(MetricValue(scrape, "clipserve_batch_size_count{" + held + "}"),
             batches_before + 1);
+  EXPECT_EQ(MetricValue(scrape, "clipserve_batch_size_bucket{" + held + ",le=\"1\"}"),
+            ones_before);
+  EXPECT_EQ(MetricValue(scrape, "clipserve_batch_size_bucket{" + held + ",le=\"2\"}"),
+            twos_before + 1);
   EXPECT_GE(MetricValue(scrape, "clipserve_queue_duration_seconds_sum{" + held + "}"), 1.8);
   EXPECT_GT(MetricValue(scrape, "clipserve_model_load_seconds{" + held + "}"), 0);
   EXPECT_GE(MetricValue(scrape, "process_resident_memory_bytes"), 1e6);

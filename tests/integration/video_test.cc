@@ -185,16 +185,46 @@ TEST_F(VideoTest, BadVideosGetClearErrorsAndTheServerKeepsServing) {
   }
 }
 
-TEST_F(VideoTest, ConcurrentVideosAreDecodedInParallelAndBatched) {
+TEST_F(VideoTest, ConcurrentVideosAreEachDecodedAndAnsweredAlike) {
+  // Eight copies of one video at once, on two decoder threads: every one is
+  // decoded (its own decode time) and gets the same answer as the others.
   std::vector<std::future<CallResult>> calls;
   for (int i = 0; i < 8; ++i) {
     calls.push_back(std::async(std::launch::async,
                                [] { return Classify(*server_, "tiny", h264_); }));
   }
-  for (auto& c : calls) {
-    CallResult r = c.get();
-    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  std::vector<CallResult> results;
+  for (auto& c : calls) results.push_back(c.get());
+  for (const CallResult& r : results) {
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_GT(r.response.timings().decode_us(), 0);
+    ASSERT_EQ(r.response.classes_size(), 3);
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_EQ(r.response.classes(k).class_index(),
+                results[0].response.classes(k).class_index());
+      EXPECT_NEAR(r.response.classes(k).probability(),
+                  results[0].response.classes(k).probability(), 1e-5);
+    }
   }
+}
+
+TEST_F(VideoTest, BadSamplingIsRefusedBeforeDecoding) {
+  v1::VideoSampling s;
+  s.set_num_frames(-1);
+  CallResult negative = Classify(*server_, "tiny", h264_, &s);
+  EXPECT_EQ(negative.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(negative.status.error_message(),
+            "video.sampling: num_frames, stride and start_seconds must not be negative");
+  EXPECT_EQ(negative.response.timings().decode_us(), 0);
+  v1::ClassifyRequest empty;
+  empty.set_model_name("tiny");
+  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+  grpc::ClientContext context;
+  v1::ClassifyResponse response;
+  const grpc::Status none = stub->Classify(&context, empty, &response);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(none.error_message(), "request has no clip or video");
+  ExpectStillServing();
 }
 
 TEST_F(VideoTest, NativeI3dWithoutWeightsIsServedAndReportedUntrained) {

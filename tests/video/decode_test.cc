@@ -33,6 +33,8 @@ using ::clipserve::video::testing::HasRedLeftBlueRight;
 using ::clipserve::video::testing::ReadFileOrDie;
 using ::clipserve::video::testing::ReadIndex;
 using ::clipserve::video::testing::TempPath;
+using ::clipserve::video::testing::Stride;
+using ::clipserve::video::testing::Uniform;
 using ::clipserve::video::testing::WriteFileOrDie;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
@@ -53,20 +55,7 @@ constexpr char kPrefix[] = "could not decode video: ";
     var = *std::move(encoded_);                      \
   }
 
-Sampling Uniform(int64_t num_frames) {
-  Sampling s;
-  s.num_frames = num_frames;
-  return s;
-}
 
-Sampling Stride(int64_t num_frames, double start_seconds, int64_t stride) {
-  Sampling s;
-  s.mode = Sampling::Mode::kStride;
-  s.num_frames = num_frames;
-  s.start_seconds = start_seconds;
-  s.stride = stride;
-  return s;
-}
 
 Geometry MakeGeometry(int64_t short_side, int64_t crop_h, int64_t crop_w) {
   Geometry g;

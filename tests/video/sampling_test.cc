@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tests/video/test_videos.h"
 #include "video/decode.h"
 
 namespace clipserve::video {
@@ -16,22 +17,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
-
-Sampling Uniform(int64_t num_frames) {
-  Sampling s;
-  s.mode = Sampling::Mode::kUniform;
-  s.num_frames = num_frames;
-  return s;
-}
-
-Sampling Stride(int64_t num_frames, double start_seconds, int64_t stride) {
-  Sampling s;
-  s.mode = Sampling::Mode::kStride;
-  s.num_frames = num_frames;
-  s.start_seconds = start_seconds;
-  s.stride = stride;
-  return s;
-}
+using ::clipserve::video::testing::Stride;
+using ::clipserve::video::testing::Uniform;
 
 TEST(SampleFrameIndicesTest, UniformTakesTheCentreOfEachSegment) {
   // Segments of 25 frames; centres at 12.5, 37.5, ... floored.

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "video/decode.h"
 
 namespace clipserve::video::testing {
 
@@ -47,6 +48,24 @@ std::string TempPath(absl::string_view extension);
 
 std::string ReadFileOrDie(const std::string& path);
 void WriteFileOrDie(const std::string& path, absl::string_view bytes);
+
+// Sampling of `num_frames` frames spread over the whole video.
+inline Sampling Uniform(int64_t num_frames) {
+  Sampling s;
+  s.mode = Sampling::Mode::kUniform;
+  s.num_frames = num_frames;
+  return s;
+}
+
+// Sampling of `num_frames` frames from `start_seconds`, `stride` apart.
+inline Sampling Stride(int64_t num_frames, double start_seconds, int64_t stride) {
+  Sampling s;
+  s.mode = Sampling::Mode::kStride;
+  s.num_frames = num_frames;
+  s.start_seconds = start_seconds;
+  s.stride = stride;
+  return s;
+}
 
 }  // namespace clipserve::video::testing
 
