@@ -11,6 +11,7 @@ packages=(
   libopencv-dev ffmpeg
   prometheus-cpp-dev prometheus python3-yaml
   python3-torch python3-numpy
+  python3-grpcio python3-grpc-tools python3-matplotlib
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 )

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "server/call_accounting.h"
 #include "server/clip_validation.h"
 #include "server/grpc_status.h"
 #include "server/postprocess.h"
@@ -22,23 +23,13 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
       .count();
 }
 
-// The steady-clock time at which a call with gRPC deadline `deadline` ends.
-batching::TimePoint SteadyDeadline(std::chrono::system_clock::time_point deadline) {
-  if (deadline == std::chrono::system_clock::time_point::max()) {
-    return batching::TimePoint::max();
-  }
-  const auto left = deadline - std::chrono::system_clock::now();
-  return std::chrono::steady_clock::now() +
-         std::chrono::duration_cast<batching::Duration>(left);
-}
-
 // One Classify call: its own reactor, and the task the model batches.
 // Deletes itself when gRPC is done with it.
 class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask {
  public:
   ClassifyCall(const v1::ClassifyRequest* request, v1::ClassifyResponse* response,
                ModelMetrics* unknown_model)
-      : request_(request), response_(response), metrics_(unknown_model) {}
+      : request_(request), response_(response), accounting_(unknown_model) {}
 
   // Completes the call at once (before or instead of queueing).
   void FinishNow(const absl::Status& status) {
@@ -74,8 +65,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     t->set_compute_us(stats.compute_us);
     t->set_batch_size(stats.batch_size);
     t->set_decode_us(decode_us_);
-    metrics_->queue_duration().Observe(stats.queue_us * 1e-6);
-    metrics_->compute_duration().Observe(stats.compute_us * 1e-6);
+    accounting_.Executed(stats);
     Done(absl::StatusCode::kOk);
     Finish(grpc::Status::OK);
   }
@@ -83,8 +73,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   // From now on the call counts under `model`.
   void set_model(ServedModel* model) {
     model_ = model;
-    metrics_ = &model->metrics();
-    metrics_->inflight().Increment();
+    accounting_.BindModel(&model->metrics());
   }
 
   // Decodes the request's video into a clip and queues it; runs on a decode
@@ -105,7 +94,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     absl::StatusOr<video::Clip> clip =
         video::DecodeClip(request_->video().data(), sampling, geometry, limits);
     decode_us_ = MicrosSince(start);
-    metrics_->decode_duration().Observe(decode_us_ * 1e-6);
+    accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
     if (!clip.ok()) {
       Fail(clip.status());
       return;
@@ -125,20 +114,12 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
 
  private:
   // Records the answer in the metrics (once: every path finishes once).
-  void Done(absl::StatusCode code) {
-    metrics_->CountRequest(
-        code, std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                            arrival_)
-                  .count());
-    if (model_ != nullptr) metrics_->inflight().Decrement();
-  }
+  void Done(absl::StatusCode code) { accounting_.Answered(code); }
 
-  const std::chrono::steady_clock::time_point arrival_ =
-      std::chrono::steady_clock::now();
   const v1::ClassifyRequest* const request_;
   v1::ClassifyResponse* const response_;
   ServedModel* model_ = nullptr;
-  ModelMetrics* metrics_;
+  CallAccounting accounting_;
   // A decoded video's frames, which clip() views.
   std::string frames_;
   int64_t decode_us_ = 0;
@@ -206,6 +187,12 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     deadline = std::chrono::steady_clock::now() + (*model)->default_timeout();
   }
   call->set_deadline(deadline);
+  absl::StatusOr<uint32_t> level = (*model)->PriorityLevel(request->priority());
+  if (!level.ok()) {
+    call->FinishNow(level.status());
+    return call;
+  }
+  call->set_priority(*level);
 
   switch (request->input_case()) {
     case v1::ClassifyRequest::kClip: {

@@ -14,6 +14,28 @@ std::string SizeString(int64_t d) { return d < 0 ? "any" : absl::StrCat(d); }
 
 }  // namespace
 
+absl::Status CheckClipFitsModel(const runtime::ClipShape& shape,
+                                const runtime::ModelSpec& spec,
+                                absl::string_view model_name,
+                                absl::string_view what,
+                                absl::string_view layout_note) {
+  const runtime::ClipShape& want = spec.input;
+  if (shape.channels != want.channels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has ", shape.channels, " channels; model '", model_name,
+        "' takes ", want.channels, " (", layout_note, ")"));
+  }
+  auto fits = [](int64_t got, int64_t w) { return w < 0 || got == w; };
+  if (!fits(shape.frames, want.frames) || !fits(shape.height, want.height) ||
+      !fits(shape.width, want.width)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " is ", shape.frames, " x ", shape.height, " x ", shape.width,
+        " (T x H x W); model '", model_name, "' takes ", SizeString(want.frames),
+        " x ", SizeString(want.height), " x ", SizeString(want.width)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
                                                const runtime::ModelSpec& spec,
                                                const std::string& model_name) {
@@ -51,22 +73,11 @@ absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
   } else {
     clip.shape = {shape[0], shape[1], shape[2], shape[3]};
   }
-  const runtime::ClipShape& want = spec.input;
-  if (clip.shape.channels != want.channels) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "clip has ", clip.shape.channels, " channels; model '", model_name,
-        "' takes ", want.channels, " (", v1::DataType_Name(tensor.dtype()),
-        " layout is ", layout, ")"));
-  }
-  auto fits = [](int64_t got, int64_t w) { return w < 0 || got == w; };
-  if (!fits(clip.shape.frames, want.frames) ||
-      !fits(clip.shape.height, want.height) ||
-      !fits(clip.shape.width, want.width)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "clip is ", clip.shape.frames, " x ", clip.shape.height, " x ",
-        clip.shape.width, " (T x H x W); model '", model_name, "' takes ",
-        SizeString(want.frames), " x ", SizeString(want.height), " x ",
-        SizeString(want.width)));
+  if (absl::Status s = CheckClipFitsModel(
+          clip.shape, spec, model_name, "clip",
+          absl::StrCat(v1::DataType_Name(tensor.dtype()), " layout is ", layout));
+      !s.ok()) {
+    return s;
   }
   // Four dimensions below 2^20 and a 4-byte element fit in 128 bits.
   const unsigned __int128 want_bytes =

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "batching/task.h"
 #include "clipserve/v1/video_classifier.pb.h"
 #include "runtime/backend.h"
@@ -14,6 +15,15 @@ namespace clipserve::server {
 
 // Largest T, H or W a clip may have (keeps BatchKey exact).
 inline constexpr int64_t kMaxClipDim = (1 << 20) - 1;
+
+// OK when clips of `shape` (channels first) fit a model of `spec`: same
+// channels, and T, H, W equal wherever the model fixes them. Otherwise
+// INVALID_ARGUMENT naming `what` (the tensor), the model, and `layout_note`.
+absl::Status CheckClipFitsModel(const runtime::ClipShape& shape,
+                                const runtime::ModelSpec& spec,
+                                absl::string_view model_name,
+                                absl::string_view what,
+                                absl::string_view layout_note);
 
 // Views `tensor` as a clip for a model of `spec`, without copying: the view
 // points into tensor.data(). INVALID_ARGUMENT, with a message that names the

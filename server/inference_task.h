@@ -29,12 +29,15 @@ class InferenceTask : public batching::Task {
     key_ = key;
   }
   void set_deadline(batching::TimePoint deadline) { deadline_ = deadline; }
+  // The batching level (ServedModel::PriorityLevel); lower is more urgent.
+  void set_priority(uint32_t level) { priority_ = level; }
   // Called by the protocol when its client cancels; thread-safe.
   void MarkCancelled() { cancelled_.store(true, std::memory_order_relaxed); }
 
   int size() const override { return static_cast<int>(clip_.count); }
   batching::BatchKey key() const override { return key_; }
   batching::TimePoint deadline() const override { return deadline_; }
+  uint32_t priority() const /*override*/ { return priority_; }
   bool IsCancelled() const override {
     return cancelled_.load(std::memory_order_relaxed);
   }
@@ -47,6 +50,7 @@ class InferenceTask : public batching::Task {
   runtime::ClipView clip_;
   batching::BatchKey key_ = 0;
   batching::TimePoint deadline_ = batching::TimePoint::max();
+  uint32_t priority_ = 0;
   std::atomic<bool> cancelled_{false};
 };
 

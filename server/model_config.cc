@@ -178,6 +178,23 @@ absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
                        config->max_batch_size(), ")"));
     }
   }
+  if (batching->priority_levels() == 0) {
+    batching->set_priority_levels(kDefaultPriorityLevels);
+  }
+  if (batching->priority_levels() > kMaxPriorityLevels) {
+    return FieldError(path, "dynamic_batching.priority_levels",
+                      absl::StrCat(batching->priority_levels(), " is over ",
+                                   kMaxPriorityLevels));
+  }
+  if (batching->default_priority_level() == 0) {
+    batching->set_default_priority_level((batching->priority_levels() + 1) / 2);
+  }
+  if (batching->default_priority_level() > batching->priority_levels()) {
+    return FieldError(path, "dynamic_batching.default_priority_level",
+                      absl::StrCat(batching->default_priority_level(),
+                                   " is outside 1..priority_levels (",
+                                   batching->priority_levels(), ")"));
+  }
   // An hour: beyond that a delay is surely a units mistake.
   constexpr uint64_t kMaxDelayMicros = 3600ull * 1000 * 1000;
   if (batching->max_queue_delay_microseconds() > kMaxDelayMicros) {

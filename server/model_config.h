@@ -19,6 +19,9 @@ inline constexpr const char* kI3dBackend = "i3d";
 
 // Defaults filled in by ValidateModelConfig where the config leaves a field out.
 inline constexpr uint64_t kDefaultMaxQueueSize = 1024;
+// Priority levels of a model whose config sets none, and the most it may set.
+inline constexpr uint32_t kDefaultPriorityLevels = 3;
+inline constexpr uint32_t kMaxPriorityLevels = 1000;
 
 // Parses `text` (protobuf text format). Errors are INVALID_ARGUMENT naming
 // `path` and the line and column.

@@ -237,12 +237,15 @@ std::vector<ServedModel*> ModelRepository::models() const {
   return out;
 }
 
-size_t ModelRepository::largest_clip_bytes() const {
+size_t ModelRepository::largest_request_bytes() const {
   size_t largest = 0;
   for (const auto& [n, m] : models_) {
     const runtime::ClipShape& s = m->spec().input;
     if (s.frames < 0 || s.height < 0 || s.width < 0) return 0;
-    largest = std::max(largest, static_cast<size_t>(s.elements()) * sizeof(float));
+    // A batch request (Open Inference Protocol) carries up to
+    // max_batch_size clips; FP32 is the largest form of each.
+    largest = std::max(largest, static_cast<size_t>(s.elements()) * sizeof(float) *
+                                    static_cast<size_t>(m->config().max_batch_size()));
   }
   return largest;
 }

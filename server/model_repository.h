@@ -46,9 +46,9 @@ class ModelRepository {
   // Models in name order.
   std::vector<ServedModel*> models() const;
 
-  // Bytes of the largest single request any model accepts (an FP32 clip at
-  // its full shape), or 0 when some model accepts any size.
-  size_t largest_clip_bytes() const;
+  // Bytes of the largest single request any model accepts (max_batch_size
+  // FP32 clips at its full shape), or 0 when some model accepts any size.
+  size_t largest_request_bytes() const;
 
   // Answers every queued request and stops all models' instances.
   void Shutdown();

@@ -42,4 +42,17 @@ void TopKSoftmax(absl::Span<const float> logits, int k,
   }
 }
 
+void Softmax(absl::Span<const float> logits, float* out) {
+  if (logits.empty()) return;
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    const float e = std::exp(logits[i] - max);
+    out[i] = e;
+    sum += e;
+  }
+  const float scale = static_cast<float>(1.0 / sum);
+  for (size_t i = 0; i < logits.size(); ++i) out[i] *= scale;
+}
+
 }  // namespace clipserve::server

@@ -20,6 +20,9 @@ struct ScoredClass {
 void TopKSoftmax(absl::Span<const float> logits, int k,
                  std::vector<ScoredClass>* out);
 
+// softmax(logits) into `out` (logits.size() floats; may alias logits).
+void Softmax(absl::Span<const float> logits, float* out);
+
 }  // namespace clipserve::server
 
 #endif  // CLIPSERVE_SERVER_POSTPROCESS_H_

@@ -33,6 +33,17 @@ ServedModel::ServedModel(config::ModelConfig config, std::string version,
   }
 }
 
+absl::StatusOr<uint32_t> ServedModel::PriorityLevel(uint64_t requested) const {
+  const config::ModelDynamicBatching& b = config_.dynamic_batching();
+  if (requested == 0) return b.default_priority_level();
+  if (requested > b.priority_levels()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "priority ", requested, " is out of range: model '", name(),
+        "' has levels 1 (most urgent) to ", b.priority_levels()));
+  }
+  return static_cast<uint32_t>(requested);
+}
+
 absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
     config::ModelConfig config, std::string version,
     std::vector<std::string> labels,

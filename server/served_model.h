@@ -45,6 +45,11 @@ class ServedModel {
   // Requests without a deadline of their own get now + this; zero: none.
   batching::Duration default_timeout() const { return default_timeout_; }
 
+  // The batching level of a request asking for `requested` priority (0: the
+  // model's default level), or INVALID_ARGUMENT when it is over the model's
+  // priority_levels.
+  absl::StatusOr<uint32_t> PriorityLevel(uint64_t requested) const;
+
   // Queues `task` (its clip and key already set). On error the task was not
   // queued and the caller completes it.
   absl::Status Enqueue(InferenceTask* task) { return scheduler_->Enqueue(task); }

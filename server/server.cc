@@ -75,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->metrics_ = std::move(metrics);
   server->max_request_bytes_ = options.max_request_bytes;
   if (server->max_request_bytes_ == 0) {
-    const size_t largest = models->largest_clip_bytes();
+    const size_t largest = models->largest_request_bytes();
     server->max_request_bytes_ =
         largest == 0 ? kAnySizeLimitBytes
                      : std::max(largest, options.video_limits.max_bytes) +
@@ -91,6 +91,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   server->classify_ = std::make_unique<ClassifyService>(
       server->models_.get(), server->decoders_.get(), options.video_limits,
       server->metrics_.get());
+  server->kserve_ = std::make_unique<KServeService>(server->models_.get(),
+                                                    server->metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -102,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(server->max_request_bytes_, INT32_MAX)));
   builder.RegisterService(server->classify_.get());
+  builder.RegisterService(server->kserve_.get());
   server->grpc_ = builder.BuildAndStart();
   if (!server->grpc_ || server->port_ == 0) {
     return absl::UnavailableError(
@@ -144,6 +147,7 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   // NOT_SERVING for every service name, and frozen there.
   grpc_->GetHealthCheckService()->Shutdown();
   classify_->StartDraining();
+  kserve_->StartDraining();
   const auto start = std::chrono::steady_clock::now();
   // Videos being decoded still join their models' queues, which drain after.
   decoders_->Shutdown();

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "server/classify_service.h"
 #include "server/decode_pool.h"
+#include "server/kserve_service.h"
 #include "server/model_repository.h"
 #include "video/decode.h"
 
@@ -21,9 +22,9 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free one (see Server::port()).
   std::string grpc_address = "0.0.0.0:8001";
   // Largest request accepted, in bytes; larger messages get RESOURCE_EXHAUSTED
-  // from gRPC. 0: derived from the models and video limit (the largest FP32
-  // clip or video_limits.max_bytes, plus 1 MiB of headroom; 256 MiB when a
-  // model accepts clips of any size).
+  // from gRPC. 0: derived from the models and video limit (the largest batch
+  // of FP32 clips a model accepts in one request, or video_limits.max_bytes,
+  // plus 1 MiB of headroom; 256 MiB when a model accepts clips of any size).
   size_t max_request_bytes = 0;
   // Encoded video: limits, and the threads that decode (0: one per core) with
   // the number of videos that may wait for one.
@@ -43,7 +44,8 @@ struct ServerOptions {
 
 class Server {
  public:
-  // Starts serving `models` (and grpc.health.v1, server reflection), and
+  // Starts serving `models` on clipserve.v1.VideoClassifier and the Open
+  // Inference Protocol (and grpc.health.v1, server reflection), and
   // `metrics` (into which the models record) over HTTP.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       std::unique_ptr<ModelRepository> models, std::shared_ptr<Metrics> metrics,
@@ -71,6 +73,7 @@ class Server {
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DecodePool> decoders_;
   std::unique_ptr<ClassifyService> classify_;
+  std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int port_ = 0;

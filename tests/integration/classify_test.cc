@@ -95,15 +95,6 @@ void ExpectLogitsNear(const v1::ClassifyResponse& r, const std::vector<float>& w
   }
 }
 
-// The value of the series `series` (name and labels, exactly as exposed) in
-// a scrape, or -1 when absent.
-double MetricValue(const std::string& scrape, const std::string& series) {
-  const std::string key = "\n" + series + " ";
-  const size_t at = ("\n" + scrape).find(key);
-  if (at == std::string::npos) return -1;
-  return std::stod(scrape.substr(at + key.size() - 1));
-}
-
 // One server for most tests, with a repository of small models.
 class ClassifyTest : public ::testing::Test {
  protected:

@@ -158,4 +158,11 @@ std::string ServerProcess::Log() const {
   return log_;
 }
 
+double MetricValue(const std::string& scrape, const std::string& series) {
+  const std::string key = "\n" + series + " ";
+  const size_t at = ("\n" + scrape).find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(scrape.substr(at + key.size() - 1));
+}
+
 }  // namespace clipserve::testing

@@ -68,6 +68,10 @@ class ServerProcess {
   std::thread reader_;
 };
 
+// The value of the series `series` (name and labels, exactly as exposed) in
+// a scrape, or -1 when absent.
+double MetricValue(const std::string& scrape, const std::string& series);
+
 }  // namespace clipserve::testing
 
 #endif  // CLIPSERVE_TESTS_INTEGRATION_SERVER_PROCESS_H_

@@ -1,0 +1,391 @@
+#include "server/kserve_service.h"
+
+#include <algorithm>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "server/call_accounting.h"
+#include "server/clip_validation.h"
+#include "server/grpc_status.h"
+#include "server/kserve_tensors.h"
+
+namespace clipserve::server {
+namespace {
+
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using inference::ModelStreamInferResponse;
+
+constexpr const char* kServerName = "clipserve";
+
+kserve::ModelIo IoOf(const ServedModel& m) {
+  kserve::ModelIo io;
+  io.model_name = m.name();
+  io.input_name = m.config().input(0).name();
+  io.logits_name = m.config().output(0).name();
+  io.spec = m.spec();
+  io.max_batch_size = m.config().max_batch_size();
+  return io;
+}
+
+// One ModelInfer request, unary or on a stream: checks it, queues it, and
+// answers it exactly once through Answer().
+class InferCall : public InferenceTask {
+ public:
+  explicit InferCall(ModelMetrics* unknown_model) : accounting_(unknown_model) {}
+
+  // Checks `request` and queues the call. On error nothing was queued and the
+  // caller answers with the status returned. `request` and `response` must
+  // stay valid until the call is answered.
+  absl::Status Start(const KServeService& service,
+                     const ModelInferRequest* request,
+                     ModelInferResponse* response,
+                     batching::TimePoint call_deadline) {
+    request_ = request;
+    response_ = response;
+    absl::StatusOr<ServedModel*> model =
+        service.models().Find(request->model_name(), request->model_version());
+    if (!model.ok()) return model.status();
+    model_ = *model;
+    accounting_.BindModel(&model_->metrics());
+    if (service.draining()) {
+      return absl::UnavailableError("server is shutting down");
+    }
+    io_ = IoOf(*model_);
+    if (absl::Status s = kserve::ParseInferRequest(*request, io_, &parsed_);
+        !s.ok()) {
+      return s;
+    }
+    absl::StatusOr<uint32_t> level = model_->PriorityLevel(parsed_.priority);
+    if (!level.ok()) return level.status();
+    set_priority(*level);
+    batching::TimePoint deadline = call_deadline;
+    const auto now = std::chrono::steady_clock::now();
+    if (parsed_.timeout_us > 0) {
+      deadline = std::min(deadline, now + std::chrono::microseconds(parsed_.timeout_us));
+    } else if (deadline == batching::TimePoint::max() &&
+               model_->default_timeout() > batching::Duration::zero()) {
+      deadline = now + model_->default_timeout();
+    }
+    set_deadline(deadline);
+    set_clip(parsed_.clip, ClipKey());
+    absl::Status s = model_->Enqueue(this);
+    // Triton's clients retry UNAVAILABLE; a full queue is that, for them.
+    if (absl::IsResourceExhausted(s)) {
+      return absl::UnavailableError(s.message());
+    }
+    return s;
+  }
+
+  void Complete(absl::Span<const float> logits, int64_t num_classes,
+                const ExecutionStats& stats) override {
+    response_->set_model_name(model_->name());
+    response_->set_model_version(model_->version());
+    kserve::FillInferResponse(*request_, parsed_, io_, logits, num_classes,
+                              stats, response_);
+    accounting_.Executed(stats);
+    Answer(absl::OkStatus());
+  }
+
+  void Fail(const absl::Status& status) override { Answer(status); }
+
+  // Records and sends the answer; the call may be gone when it returns.
+  void Answer(const absl::Status& status) {
+    accounting_.Answered(status.code());
+    Send(status);
+  }
+
+ protected:
+  virtual void Send(const absl::Status& status) = 0;
+
+ private:
+  batching::BatchKey ClipKey() const { return ClipBatchKey(parsed_.clip); }
+
+  const ModelInferRequest* request_ = nullptr;
+  ModelInferResponse* response_ = nullptr;
+  ServedModel* model_ = nullptr;
+  kserve::ModelIo io_;
+  kserve::ParsedInfer parsed_;
+  CallAccounting accounting_;
+};
+
+// ModelInfer: the call is its own reactor.
+class UnaryInferCall final : public grpc::ServerUnaryReactor, public InferCall {
+ public:
+  using InferCall::InferCall;
+
+  void OnCancel() override { MarkCancelled(); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Send(const absl::Status& status) override {
+    Finish(ToGrpcStatus(status));
+  }
+};
+
+class StreamInferCall;
+
+// ModelStreamInfer: reads requests as they come, queues each as its own
+// call, and writes the answers one at a time as they complete. It finishes
+// once the client has half-closed and every answer is written, and is
+// deleted when gRPC is done with it and no call still refers to it.
+class InferStream final
+    : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
+ public:
+  InferStream(const KServeService* service, grpc::CallbackServerContext* context)
+      : service_(service), call_deadline_(SteadyDeadline(context->deadline())) {
+    NextRead();
+  }
+
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+  // Queues `answer` for writing; called once per request read.
+  void Deliver(std::unique_ptr<ModelStreamInferResponse> answer) {
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --pending_;
+      if (!broken_) {
+        writes_.push_back(std::move(answer));
+        start = !writing_;
+        writing_ = true;
+      }
+    }
+    if (start) {
+      StartWrite(writes_front());
+    } else {
+      MaybeFinish();
+    }
+  }
+
+  void OnReadDone(bool ok) override;
+
+  void OnWriteDone(bool ok) override {
+    const ModelStreamInferResponse* next = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      writes_.pop_front();
+      if (!ok) {
+        broken_ = true;
+        writes_.clear();
+      }
+      if (writes_.empty()) {
+        writing_ = false;
+      } else {
+        next = writes_.front().get();
+      }
+    }
+    if (next != nullptr) {
+      StartWrite(next);
+    } else {
+      MaybeFinish();
+    }
+  }
+
+  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+
+  void OnDone() override { Unref(); }
+
+  // A call that will Deliver() holds a reference.
+  void Ref() {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++refs_;
+  }
+  void Unref() {
+    bool last;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
+  }
+
+ private:
+  void NextRead() {
+    read_ = std::make_unique<ModelInferRequest>();
+    StartRead(read_.get());
+  }
+
+  const ModelStreamInferResponse* writes_front() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return writes_.front().get();
+  }
+
+  // Finishes the stream once nothing is left to read, answer or write.
+  void MaybeFinish() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (finished_ || !reads_done_ || pending_ > 0 || writing_) return;
+      finished_ = true;
+    }
+    Finish(grpc::Status::OK);
+  }
+
+  const KServeService* const service_;
+  const batching::TimePoint call_deadline_;
+  std::unique_ptr<ModelInferRequest> read_;
+  std::atomic<bool> cancelled_{false};
+  std::mutex mu_;
+  std::deque<std::unique_ptr<ModelStreamInferResponse>> writes_;
+  int refs_ = 1;      // gRPC's, until OnDone
+  int pending_ = 0;   // requests read and not yet answered
+  bool writing_ = false;
+  bool reads_done_ = false;
+  bool broken_ = false;  // a write failed: the client is gone
+  bool finished_ = false;
+};
+
+// One request read from a stream. Owns the request and its answer until the
+// answer is handed to the stream.
+class StreamInferCall final : public InferCall {
+ public:
+  StreamInferCall(InferStream* stream, std::unique_ptr<ModelInferRequest> request,
+                  ModelMetrics* unknown_model)
+      : InferCall(unknown_model),
+        stream_(stream),
+        request_(std::move(request)),
+        answer_(std::make_unique<ModelStreamInferResponse>()) {}
+
+  const ModelInferRequest* request() const { return request_.get(); }
+  ModelInferResponse* response() { return answer_->mutable_infer_response(); }
+
+  bool IsCancelled() const override {
+    return InferCall::IsCancelled() || stream_->cancelled();
+  }
+
+ private:
+  void Send(const absl::Status& status) override {
+    if (!status.ok()) {
+      ModelInferResponse* r = answer_->mutable_infer_response();
+      r->Clear();
+      r->set_id(request_->id());
+      r->set_model_name(request_->model_name());
+      r->set_model_version(request_->model_version());
+      answer_->set_error_message(absl::StrCat(
+          absl::StatusCodeToString(status.code()), ": ", status.message()));
+    }
+    InferStream* stream = stream_;
+    std::unique_ptr<ModelStreamInferResponse> answer = std::move(answer_);
+    delete this;
+    stream->Deliver(std::move(answer));
+    stream->Unref();
+  }
+
+  InferStream* const stream_;
+  const std::unique_ptr<ModelInferRequest> request_;
+  std::unique_ptr<ModelStreamInferResponse> answer_;
+};
+
+void InferStream::OnReadDone(bool ok) {
+  if (!ok) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      reads_done_ = true;
+    }
+    MaybeFinish();
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++pending_;
+    ++refs_;
+  }
+  auto* call = new StreamInferCall(this, std::move(read_),
+                                   service_->metrics()->unknown_model());
+  // Read the next request before this one can complete (and perhaps finish
+  // nothing: pending_ is already counted).
+  NextRead();
+  if (absl::Status s =
+          call->Start(*service_, call->request(), call->response(), call_deadline_);
+      !s.ok()) {
+    call->Answer(s);
+  }
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KServeService::ServerLive(
+    grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
+    inference::ServerLiveResponse* response) {
+  response->set_live(true);
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ServerReady(
+    grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
+    inference::ServerReadyResponse* response) {
+  response->set_ready(!draining() && !models_->models().empty());
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelReady(
+    grpc::CallbackServerContext* context,
+    const inference::ModelReadyRequest* request,
+    inference::ModelReadyResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::StatusOr<ServedModel*> model =
+      models_->Find(request->name(), request->version());
+  if (!model.ok()) {
+    reactor->Finish(ToGrpcStatus(model.status()));
+    return reactor;
+  }
+  response->set_ready(!draining());
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ServerMetadata(
+    grpc::CallbackServerContext* context, const inference::ServerMetadataRequest*,
+    inference::ServerMetadataResponse* response) {
+  response->set_name(kServerName);
+  response->set_version(CLIPSERVE_VERSION);
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelMetadata(
+    grpc::CallbackServerContext* context,
+    const inference::ModelMetadataRequest* request,
+    inference::ModelMetadataResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  absl::StatusOr<ServedModel*> model =
+      models_->Find(request->name(), request->version());
+  if (!model.ok()) {
+    reactor->Finish(ToGrpcStatus(model.status()));
+    return reactor;
+  }
+  const ServedModel& m = **model;
+  response->set_name(m.name());
+  response->add_versions(m.version());
+  response->set_platform(m.config().backend());
+  kserve::FillTensorMetadata(IoOf(m), response);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelInfer(
+    grpc::CallbackServerContext* context, const ModelInferRequest* request,
+    ModelInferResponse* response) {
+  auto* call = new UnaryInferCall(metrics_->unknown_model());
+  if (absl::Status s = call->Start(*this, request, response,
+                                   SteadyDeadline(context->deadline()));
+      !s.ok()) {
+    call->Answer(s);
+  }
+  return call;
+}
+
+grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
+KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
+  return new InferStream(this, context);
+}
+
+}  // namespace clipserve::server

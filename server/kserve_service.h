@@ -1,0 +1,72 @@
+// inference.GRPCInferenceService: the Open Inference Protocol (KServe v2),
+// served on the same port and over the same models, batchers and metrics as
+// clipserve.v1.VideoClassifier. Tensor forms and checks: kserve_tensors.h.
+//
+// Errors follow Triton's mapping: unknown model or version NOT_FOUND; a bad
+// input, output or parameter INVALID_ARGUMENT; a full queue or a draining
+// server UNAVAILABLE. ModelStreamInfer answers each request on the stream,
+// in completion order, tagged with the request's id; a failed request gets
+// error_message and leaves the stream open.
+#ifndef CLIPSERVE_SERVER_KSERVE_SERVICE_H_
+#define CLIPSERVE_SERVER_KSERVE_SERVICE_H_
+
+#include <atomic>
+
+#include "inference/grpc_service.grpc.pb.h"
+#include "server/metrics.h"
+#include "server/model_repository.h"
+
+namespace clipserve::server {
+
+class KServeService final
+    : public inference::GRPCInferenceService::CallbackService {
+ public:
+  // `models` and `metrics` must outlive the service.
+  KServeService(const ModelRepository* models, Metrics* metrics)
+      : models_(models), metrics_(metrics) {}
+
+  // From now on ServerReady and ModelReady say false and new inference
+  // requests get UNAVAILABLE; queued ones still complete.
+  void StartDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+
+  const ModelRepository& models() const { return *models_; }
+  Metrics* metrics() const { return metrics_; }
+
+  grpc::ServerUnaryReactor* ServerLive(
+      grpc::CallbackServerContext* context,
+      const inference::ServerLiveRequest* request,
+      inference::ServerLiveResponse* response) override;
+  grpc::ServerUnaryReactor* ServerReady(
+      grpc::CallbackServerContext* context,
+      const inference::ServerReadyRequest* request,
+      inference::ServerReadyResponse* response) override;
+  grpc::ServerUnaryReactor* ModelReady(
+      grpc::CallbackServerContext* context,
+      const inference::ModelReadyRequest* request,
+      inference::ModelReadyResponse* response) override;
+  grpc::ServerUnaryReactor* ServerMetadata(
+      grpc::CallbackServerContext* context,
+      const inference::ServerMetadataRequest* request,
+      inference::ServerMetadataResponse* response) override;
+  grpc::ServerUnaryReactor* ModelMetadata(
+      grpc::CallbackServerContext* context,
+      const inference::ModelMetadataRequest* request,
+      inference::ModelMetadataResponse* response) override;
+  grpc::ServerUnaryReactor* ModelInfer(
+      grpc::CallbackServerContext* context,
+      const inference::ModelInferRequest* request,
+      inference::ModelInferResponse* response) override;
+  grpc::ServerBidiReactor<inference::ModelInferRequest,
+                          inference::ModelStreamInferResponse>*
+  ModelStreamInfer(grpc::CallbackServerContext* context) override;
+
+ private:
+  const ModelRepository* const models_;
+  Metrics* const metrics_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace clipserve::server
+
+#endif  // CLIPSERVE_SERVER_KSERVE_SERVICE_H_

@@ -1,0 +1,276 @@
+#include "server/kserve_tensors.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/clip_validation.h"
+#include "server/postprocess.h"
+
+namespace clipserve::server::kserve {
+namespace {
+
+using inference::InferParameter;
+using inference::ModelInferRequest;
+
+std::string ShapeString(const google::protobuf::RepeatedField<int64_t>& s) {
+  return absl::StrCat("[", absl::StrJoin(s, ", "), "]");
+}
+
+// A non-negative integer parameter, from int64_param or uint64_param.
+absl::Status ReadCount(const ModelInferRequest& request, const char* name,
+                       uint64_t* out) {
+  auto it = request.parameters().find(name);
+  if (it == request.parameters().end()) return absl::OkStatus();
+  const InferParameter& p = it->second;
+  switch (p.parameter_choice_case()) {
+    case InferParameter::kUint64Param:
+      *out = p.uint64_param();
+      return absl::OkStatus();
+    case InferParameter::kInt64Param:
+      if (p.int64_param() >= 0) {
+        *out = static_cast<uint64_t>(p.int64_param());
+        return absl::OkStatus();
+      }
+      break;
+    default:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "parameter '", name, "' must be a non-negative int64 or uint64"));
+}
+
+std::string OutputNames(const ModelIo& io) {
+  return absl::StrCat("'", io.logits_name, "' and '", kProbabilitiesOutput, "'");
+}
+
+absl::Status ParseOutputs(const ModelInferRequest& request, const ModelIo& io,
+                          ParsedInfer* out) {
+  out->outputs.clear();
+  if (request.outputs().empty()) {
+    out->outputs = {Output::kLogits, Output::kProbabilities};
+    return absl::OkStatus();
+  }
+  for (const auto& o : request.outputs()) {
+    Output which;
+    if (o.name() == io.logits_name) {
+      which = Output::kLogits;
+    } else if (o.name() == kProbabilitiesOutput) {
+      which = Output::kProbabilities;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown output '", o.name(), "': model '",
+                       io.model_name, "' has outputs ", OutputNames(io)));
+    }
+    for (Output seen : out->outputs) {
+      if (seen == which) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("output '", o.name(), "' is requested twice"));
+      }
+    }
+    out->outputs.push_back(which);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ParseInferRequest(const ModelInferRequest& request,
+                               const ModelIo& io, ParsedInfer* out) {
+  if (request.inputs_size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model '", io.model_name, "' takes one input, '", io.input_name,
+        "'; the request has ", request.inputs_size()));
+  }
+  const ModelInferRequest::InferInputTensor& input = request.inputs(0);
+  if (input.name() != io.input_name) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown input '", input.name(), "': model '",
+                     io.model_name, "' takes one input, '", io.input_name, "'"));
+  }
+  const std::string what = absl::StrCat("input '", input.name(), "'");
+  out->raw = request.raw_input_contents_size() > 0;
+  if (out->raw) {
+    if (input.has_contents()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " sets contents while the request uses raw_input_contents; "
+                "use one or the other"));
+    }
+    if (request.raw_input_contents_size() != request.inputs_size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "raw_input_contents has ", request.raw_input_contents_size(),
+          " entries for ", request.inputs_size(), " input(s)"));
+    }
+  }
+
+  const int64_t c = io.spec.input.channels;
+  const bool uint8 = input.datatype() == "UINT8";
+  if (!uint8 && input.datatype() != "FP32") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": datatype ", input.datatype().empty() ? "(empty)" : input.datatype(),
+        " is not accepted; model '", io.model_name, "' takes UINT8 [B, T, H, W, ",
+        c, "] or FP32 [B, ", c, ", T, H, W]"));
+  }
+  const auto& shape = input.shape();
+  const char* layout = uint8 ? "[B, T, H, W, C]" : "[B, C, T, H, W]";
+  if (shape.size() != 5) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": shape must be ", layout, " for ", input.datatype(),
+                     ", got ", ShapeString(shape)));
+  }
+  for (int64_t d : shape) {
+    if (d <= 0 || d > kMaxClipDim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": shape ", ShapeString(shape),
+          " has a dimension that is not in 1..", kMaxClipDim));
+    }
+  }
+  const int64_t batch = shape[0];
+  if (batch > io.max_batch_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": a batch of ", batch, " clips exceeds model '", io.model_name,
+        "''s max_batch_size, ", io.max_batch_size));
+  }
+  runtime::ClipView& clip = out->clip;
+  clip.dtype = uint8 ? runtime::ClipDType::kUInt8 : runtime::ClipDType::kFloat32;
+  clip.count = batch;
+  clip.shape = uint8 ? runtime::ClipShape{shape[4], shape[1], shape[2], shape[3]}
+                     : runtime::ClipShape{shape[1], shape[2], shape[3], shape[4]};
+  if (absl::Status s = CheckClipFitsModel(
+          clip.shape, io.spec, io.model_name, what,
+          absl::StrCat(input.datatype(), " layout is ", layout));
+      !s.ok()) {
+    return s;
+  }
+  // Five dimensions below 2^20 fit in 100 bits.
+  const unsigned __int128 elements = static_cast<unsigned __int128>(batch) *
+                                     shape[1] * shape[2] * shape[3] * shape[4];
+  const auto needs = [&](unsigned __int128 n) {
+    return n > (static_cast<unsigned __int128>(1) << 62)
+               ? std::string("over 2^62")
+               : absl::StrCat(static_cast<uint64_t>(n));
+  };
+
+  if (out->raw) {
+    const std::string& bytes = request.raw_input_contents(0);
+    const unsigned __int128 want = elements * runtime::ElementSize(clip.dtype);
+    if (bytes.size() != want) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": raw_input_contents[0] has ", bytes.size(), " bytes; shape ",
+          ShapeString(shape), " of ", input.datatype(), " needs ", needs(want)));
+    }
+    clip.data = bytes.data();
+  } else if (uint8) {
+    const auto& values = input.contents().uint_contents();
+    if (static_cast<unsigned __int128>(values.size()) != elements) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": contents.uint_contents has ", values.size(),
+          " values; shape ", ShapeString(shape), " needs ", needs(elements)));
+    }
+    out->converted.resize(values.size());
+    char* dst = out->converted.data();
+    for (int i = 0; i < values.size(); ++i) {
+      const uint32_t v = values[i];
+      if (v > 255) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            what, ": contents.uint_contents[", i, "] is ", v,
+            ", over 255 for UINT8"));
+      }
+      dst[i] = static_cast<char>(v);
+    }
+    clip.data = out->converted.data();
+  } else {
+    const auto& values = input.contents().fp32_contents();
+    if (static_cast<unsigned __int128>(values.size()) != elements) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": contents.fp32_contents has ", values.size(),
+          " values; shape ", ShapeString(shape), " needs ", needs(elements)));
+    }
+    clip.data = values.data();
+  }
+
+  if (absl::Status s = ParseOutputs(request, io, out); !s.ok()) return s;
+  out->priority = 0;
+  if (absl::Status s = ReadCount(request, "priority", &out->priority); !s.ok()) {
+    return s;
+  }
+  uint64_t timeout = 0;
+  if (absl::Status s = ReadCount(request, "timeout", &timeout); !s.ok()) {
+    return s;
+  }
+  // Over a day is surely a units mistake; it also keeps the sum finite.
+  constexpr uint64_t kMaxTimeoutUs = 86400ull * 1000 * 1000;
+  if (timeout > kMaxTimeoutUs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("parameter 'timeout' is ", timeout,
+                     " microseconds, over a day"));
+  }
+  out->timeout_us = static_cast<int64_t>(timeout);
+  return absl::OkStatus();
+}
+
+void FillInferResponse(const ModelInferRequest& request,
+                       const ParsedInfer& parsed, const ModelIo& io,
+                       absl::Span<const float> logits, int64_t num_classes,
+                       const ExecutionStats& stats,
+                       inference::ModelInferResponse* response) {
+  const int64_t rows = parsed.clip.count;
+  const size_t values = static_cast<size_t>(rows * num_classes);
+  response->set_id(request.id());
+  for (Output which : parsed.outputs) {
+    auto* tensor = response->add_outputs();
+    tensor->set_name(which == Output::kLogits ? std::string(io.logits_name)
+                                              : kProbabilitiesOutput);
+    tensor->set_datatype("FP32");
+    tensor->add_shape(rows);
+    tensor->add_shape(num_classes);
+    float* dst;
+    if (parsed.raw) {
+      std::string* bytes = response->add_raw_output_contents();
+      bytes->resize(values * sizeof(float));
+      dst = reinterpret_cast<float*>(bytes->data());
+    } else {
+      auto* typed = tensor->mutable_contents()->mutable_fp32_contents();
+      typed->Resize(static_cast<int>(values), 0.0f);
+      dst = typed->mutable_data();
+    }
+    if (which == Output::kLogits) {
+      std::memcpy(dst, logits.data(), values * sizeof(float));
+    } else {
+      for (int64_t r = 0; r < rows; ++r) {
+        Softmax(logits.subspan(r * num_classes, num_classes),
+                dst + r * num_classes);
+      }
+    }
+  }
+  auto& params = *response->mutable_parameters();
+  params["queue_us"].set_int64_param(stats.queue_us);
+  params["compute_us"].set_int64_param(stats.compute_us);
+  params["batch_size"].set_int64_param(stats.batch_size);
+}
+
+void FillTensorMetadata(const ModelIo& io,
+                        inference::ModelMetadataResponse* response) {
+  const runtime::ClipShape& in = io.spec.input;
+  auto* frames = response->add_inputs();
+  frames->set_name(std::string(io.input_name));
+  frames->set_datatype("UINT8");
+  for (int64_t d : {int64_t{-1}, in.frames, in.height, in.width, in.channels}) {
+    frames->add_shape(d);
+  }
+  auto* floats = response->add_inputs();
+  floats->set_name(std::string(io.input_name));
+  floats->set_datatype("FP32");
+  for (int64_t d : {int64_t{-1}, in.channels, in.frames, in.height, in.width}) {
+    floats->add_shape(d);
+  }
+  for (absl::string_view name : {io.logits_name, absl::string_view(kProbabilitiesOutput)}) {
+    auto* out = response->add_outputs();
+    out->set_name(std::string(name));
+    out->set_datatype("FP32");
+    out->add_shape(-1);
+    out->add_shape(io.spec.num_classes);
+  }
+}
+
+}  // namespace clipserve::server::kserve

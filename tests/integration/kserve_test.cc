@@ -1,0 +1,429 @@
+// End to end: the Open Inference Protocol (inference.GRPCInferenceService)
+// on the real clipserve binary, through the real gRPC stubs: batch requests
+// and the batcher, both protocols sharing batches, priority, timeouts,
+// streaming, full queues and draining. The protocol's every RPC and error is
+// also exercised from Python (tests/python/kserve_client_test.py).
+#include <signal.h>
+
+#include <cstring>
+#include <algorithm>
+#include <cmath>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "client/clips.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "inference/grpc_service.grpc.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
+
+namespace clipserve::testing {
+namespace {
+
+using inference::GRPCInferenceService;
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+using std::chrono::milliseconds;
+
+constexpr int kT = 4, kH = 16, kW = 16, kClasses = 10;
+constexpr size_t kClipBytes = kT * kH * kW * 3;
+
+// `batch` random UINT8 clips (seeds seed, seed + 1, ...), raw.
+ModelInferRequest InferRequest(const std::string& model, int batch, uint64_t seed,
+                               const std::string& id = "") {
+  ModelInferRequest r;
+  r.set_model_name(model);
+  r.set_id(id);
+  auto* in = r.add_inputs();
+  in->set_name("clip");
+  in->set_datatype("UINT8");
+  for (int64_t d : {int64_t{batch}, int64_t{kT}, int64_t{kH}, int64_t{kW}, int64_t{3}}) {
+    in->add_shape(d);
+  }
+  std::string* raw = r.add_raw_input_contents();
+  for (int i = 0; i < batch; ++i) {
+    *raw += client::RandomClip(v1::UINT8, kT, kH, kW, seed + i).data();
+  }
+  r.add_outputs()->set_name("logits");
+  return r;
+}
+
+void SetPriority(ModelInferRequest* r, uint64_t priority) {
+  (*r->mutable_parameters())["priority"].set_uint64_param(priority);
+}
+
+struct InferResult {
+  grpc::Status status;
+  ModelInferResponse response;
+  std::chrono::steady_clock::time_point done;
+};
+
+InferResult Infer(const std::shared_ptr<grpc::Channel>& channel,
+                  const ModelInferRequest& request,
+                  milliseconds timeout = milliseconds(60000)) {
+  auto stub = GRPCInferenceService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  InferResult r;
+  r.status = stub->ModelInfer(&context, request, &r.response);
+  r.done = std::chrono::steady_clock::now();
+  return r;
+}
+
+std::future<InferResult> InferAsync(const std::shared_ptr<grpc::Channel>& channel,
+                                    ModelInferRequest request) {
+  return std::async(std::launch::async,
+                    [channel, request] { return Infer(channel, request); });
+}
+
+// Row `row` of the raw FP32 output `index` of `r`.
+std::vector<float> RawRow(const ModelInferResponse& r, int index, int row) {
+  const std::string& bytes = r.raw_output_contents(index);
+  std::vector<float> out(kClasses);
+  std::memcpy(out.data(), bytes.data() + row * kClasses * sizeof(float),
+              kClasses * sizeof(float));
+  return out;
+}
+
+int64_t Param(const ModelInferResponse& r, const std::string& name) {
+  auto it = r.parameters().find(name);
+  return it == r.parameters().end() ? -1 : it->second.int64_param();
+}
+
+// The logits our own API gives for clip `seed`.
+std::vector<float> ClassifyLogits(const std::shared_ptr<grpc::Channel>& channel,
+                                  const std::string& model, uint64_t seed) {
+  v1::ClassifyRequest req;
+  req.set_model_name(model);
+  req.set_return_logits(true);
+  *req.mutable_clip() = client::RandomClip(v1::UINT8, kT, kH, kW, seed);
+  auto stub = v1::VideoClassifier::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::ClassifyResponse response;
+  const grpc::Status s = stub->Classify(&context, req, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return {response.logits().begin(), response.logits().end()};
+}
+
+class KServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    repo_ = new TempDir();
+    // Batches of up to 8 that wait up to 1 s to fill.
+    WriteTinyModel(repo_->path(), "tiny",
+                   ModelConfigText("tiny", 8, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 1000000 }"),
+                   7);
+    // One clip at a time, each taking a while: requests queue behind it.
+    WriteScriptModel(repo_->path(), "gate",
+                     ModelConfigText("gate", 1, kT, kH, kW, kClasses,
+                                     "dynamic_batching { max_queue_size: 3 }"),
+                     SlowForward(150), kClasses);
+    server_ = ServerProcess::Start({"--model-repository", repo_->path()}).release();
+    ASSERT_NE(server_, nullptr);
+  }
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      EXPECT_EQ(server_->Wait(), 0);
+    }
+    delete server_;
+    delete repo_;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+  std::shared_ptr<grpc::Channel> Channel() { return server_->Channel(); }
+
+  // Waits until "gate" holds `n` requests (queued or running).
+  void WaitForGate(int n) {
+    const std::string series =
+        "clipserve_inflight_requests{model=\"gate\",version=\"1\"}";
+    double held = 0;
+    for (int i = 0; i < 500 && held < n; ++i) {
+      held = MetricValue(server_->ScrapeMetrics(), series);
+      if (held < n) std::this_thread::sleep_for(milliseconds(10));
+    }
+    ASSERT_EQ(held, n) << "the server never held " << n << " requests";
+  }
+
+  static TempDir* repo_;
+  static ServerProcess* server_;
+};
+
+TempDir* KServeTest::repo_ = nullptr;
+ServerProcess* KServeTest::server_ = nullptr;
+
+TEST_F(KServeTest, BatchOfThreeComesBackInOrderAndAgreesWithOurApi) {
+  ModelInferRequest req = InferRequest("tiny", 3, 100, "batch-3");
+  req.add_outputs()->set_name("probabilities");
+  InferResult r = Infer(Channel(), req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.id(), "batch-3");
+  EXPECT_EQ(r.response.model_name(), "tiny");
+  EXPECT_EQ(r.response.model_version(), "1");
+  ASSERT_EQ(r.response.outputs_size(), 2);
+  ASSERT_EQ(r.response.raw_output_contents_size(), 2);
+  EXPECT_EQ(r.response.outputs(0).name(), "logits");
+  EXPECT_EQ(r.response.outputs(1).name(), "probabilities");
+  for (const auto& out : r.response.outputs()) {
+    EXPECT_EQ(out.datatype(), "FP32");
+    ASSERT_EQ(out.shape_size(), 2);
+    EXPECT_EQ(out.shape(0), 3);
+    EXPECT_EQ(out.shape(1), kClasses);
+    EXPECT_FALSE(out.has_contents());  // raw in, raw out
+  }
+  for (int row = 0; row < 3; ++row) {
+    const std::vector<float> want = ClassifyLogits(Channel(), "tiny", 100 + row);
+    const std::vector<float> got = RawRow(r.response, 0, row);
+    const std::vector<float> probs = RawRow(r.response, 1, row);
+    double sum = 0, denom = 0;
+    const float max = *std::max_element(want.begin(), want.end());
+    for (float v : want) denom += std::exp(v - max);
+    for (int c = 0; c < kClasses; ++c) {
+      EXPECT_NEAR(got[c], want[c], 1e-4 * (1 + std::abs(want[c]))) << row << "," << c;
+      EXPECT_NEAR(probs[c], std::exp(want[c] - max) / denom, 1e-5);
+      sum += probs[c];
+    }
+    EXPECT_NEAR(sum, 1.0, 1e-5);
+  }
+  EXPECT_GE(Param(r.response, "batch_size"), 3);
+  EXPECT_GE(Param(r.response, "queue_us"), 0);
+  EXPECT_GT(Param(r.response, "compute_us"), 0);
+}
+
+TEST_F(KServeTest, BatchRequestsFillOneBatchTogetherAndAreNeverSplit) {
+  // 3 + 5 clips fill "tiny"'s batch of 8 at once: one execution for both,
+  // long before the 1 s delay.
+  auto a = InferAsync(Channel(), InferRequest("tiny", 3, 1));
+  std::this_thread::sleep_for(milliseconds(100));
+  const auto start = std::chrono::steady_clock::now();
+  auto b = InferAsync(Channel(), InferRequest("tiny", 5, 4));
+  InferResult ra = a.get(), rb = b.get();
+  ASSERT_TRUE(ra.status.ok()) << ra.status.error_message();
+  ASSERT_TRUE(rb.status.ok()) << rb.status.error_message();
+  EXPECT_EQ(Param(ra.response, "batch_size"), 8);
+  EXPECT_EQ(Param(rb.response, "batch_size"), 8);
+  EXPECT_LT(rb.done - start, milliseconds(900));
+
+  // 5 + 5 do not fit in 8: the first five run alone, the next five alone
+  // (each after the delay), neither split.
+  auto c = InferAsync(Channel(), InferRequest("tiny", 5, 20));
+  auto d = InferAsync(Channel(), InferRequest("tiny", 5, 30));
+  InferResult rc = c.get(), rd = d.get();
+  ASSERT_TRUE(rc.status.ok()) << rc.status.error_message();
+  ASSERT_TRUE(rd.status.ok()) << rd.status.error_message();
+  EXPECT_EQ(Param(rc.response, "batch_size"), 5);
+  EXPECT_EQ(Param(rd.response, "batch_size"), 5);
+  ASSERT_EQ(rc.response.raw_output_contents(0).size(), 5 * kClasses * sizeof(float));
+}
+
+TEST_F(KServeTest, BothProtocolsShareTheModelsBatches) {
+  // Five Classify calls and one KServe batch of three: one batch of 8.
+  std::vector<std::future<std::vector<float>>> ours;
+  for (int i = 0; i < 5; ++i) {
+    ours.push_back(std::async(std::launch::async, [this, i] {
+      return ClassifyLogits(Channel(), "tiny", 500 + i);
+    }));
+  }
+  std::this_thread::sleep_for(milliseconds(200));
+  InferResult r = Infer(Channel(), InferRequest("tiny", 3, 600));
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(Param(r.response, "batch_size"), 8);
+  for (auto& f : ours) EXPECT_EQ(f.get().size(), static_cast<size_t>(kClasses));
+}
+
+TEST_F(KServeTest, UrgentRequestOvertakesQueuedOnes) {
+  // The gate runs one clip at a time: a blocker, then two at the least
+  // urgent level, then one at the most urgent; it must run before both.
+  auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
+  WaitForGate(1);
+  ModelInferRequest low = InferRequest("gate", 1, 2);
+  SetPriority(&low, 3);
+  auto low1 = InferAsync(Channel(), low);
+  auto low2 = InferAsync(Channel(), low);
+  WaitForGate(3);
+  ModelInferRequest high = InferRequest("gate", 1, 3);
+  SetPriority(&high, 1);
+  auto urgent = InferAsync(Channel(), high);
+  InferResult rb = blocker.get(), r1 = low1.get(), r2 = low2.get(), ru = urgent.get();
+  for (const InferResult* r : {&rb, &r1, &r2, &ru}) {
+    ASSERT_TRUE(r->status.ok()) << r->status.error_message();
+  }
+  EXPECT_LT(ru.done, r1.done);
+  EXPECT_LT(ru.done, r2.done);
+
+  ModelInferRequest bad = InferRequest("gate", 1, 4);
+  SetPriority(&bad, 4);
+  InferResult rbad = Infer(Channel(), bad);
+  EXPECT_EQ(rbad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(rbad.status.error_message().find("priority 4 is out of range"),
+            std::string::npos)
+      << rbad.status.error_message();
+}
+
+TEST_F(KServeTest, TimeoutParameterExpiresAQueuedRequest) {
+  auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
+  WaitForGate(1);
+  // Queued behind the blocker, 100 ms is not enough: it is dropped without
+  // running (answered when the instance comes back to the queue).
+  ModelInferRequest hurried = InferRequest("gate", 1, 2);
+  (*hurried.mutable_parameters())["timeout"].set_int64_param(100000);
+  InferResult rt = Infer(Channel(), hurried);
+  EXPECT_EQ(rt.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << rt.status.error_message();
+  ASSERT_TRUE(blocker.get().status.ok());
+
+  ModelInferRequest bad = InferRequest("gate", 1, 3);
+  (*bad.mutable_parameters())["timeout"].set_string_param("100ms");
+  InferResult rbad = Infer(Channel(), bad);
+  EXPECT_EQ(rbad.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(rbad.status.error_message().find("parameter 'timeout'"), std::string::npos)
+      << rbad.status.error_message();
+}
+
+TEST_F(KServeTest, FullQueueIsUnavailableAndCountedOnce) {
+  const std::string unavailable =
+      "clipserve_requests_total{code=\"UNAVAILABLE\",model=\"gate\",version=\"1\"}";
+  const double before = std::max(0.0, MetricValue(server_->ScrapeMetrics(), unavailable));
+  // One running and a queue of 3: the next request is refused at once with
+  // UNAVAILABLE, Triton's code for it.
+  auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
+  WaitForGate(1);
+  std::vector<std::future<InferResult>> queued;
+  for (int i = 0; i < 3; ++i) {
+    queued.push_back(InferAsync(Channel(), InferRequest("gate", 1, 10 + i)));
+  }
+  WaitForGate(4);
+  const auto start = std::chrono::steady_clock::now();
+  InferResult full = Infer(Channel(), InferRequest("gate", 1, 20));
+  EXPECT_LT(full.done - start, milliseconds(500));
+  EXPECT_EQ(full.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << full.status.error_message();
+  EXPECT_NE(full.status.error_message().find("max_queue_size 3"), std::string::npos)
+      << full.status.error_message();
+  ASSERT_TRUE(blocker.get().status.ok());
+  for (auto& q : queued) EXPECT_TRUE(q.get().status.ok());
+  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), unavailable), before + 1);
+}
+
+TEST_F(KServeTest, StreamAnswersEachRequestByIdAndSurvivesABadOne) {
+  auto stub = GRPCInferenceService::NewStub(Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  auto stream = stub->ModelStreamInfer(&context);
+  constexpr int kRequests = 6;
+  for (int i = 0; i < kRequests; ++i) {
+    ModelInferRequest r = InferRequest(i == 2 ? "no-such-model" : "tiny", 1 + i % 2,
+                                       700 + i, absl::StrCat("req-", i));
+    if (i == 4) r.mutable_inputs(0)->set_datatype("INT32");
+    ASSERT_TRUE(stream->Write(r));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  std::map<std::string, inference::ModelStreamInferResponse> answers;
+  inference::ModelStreamInferResponse answer;
+  while (stream->Read(&answer)) {
+    EXPECT_EQ(answers.count(answer.infer_response().id()), 0u)
+        << "answered twice: " << answer.infer_response().id();
+    answers[answer.infer_response().id()] = answer;
+  }
+  const grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(answers.size(), static_cast<size_t>(kRequests));
+  for (int i = 0; i < kRequests; ++i) {
+    const auto& a = answers[absl::StrCat("req-", i)];
+    if (i == 2) {
+      EXPECT_NE(a.error_message().find("NOT_FOUND"), std::string::npos) << a.error_message();
+      EXPECT_NE(a.error_message().find("no-such-model"), std::string::npos);
+    } else if (i == 4) {
+      EXPECT_NE(a.error_message().find("INVALID_ARGUMENT"), std::string::npos)
+          << a.error_message();
+      EXPECT_NE(a.error_message().find("datatype INT32"), std::string::npos);
+    } else {
+      EXPECT_EQ(a.error_message(), "") << i;
+      ASSERT_EQ(a.infer_response().outputs_size(), 1);
+      EXPECT_EQ(a.infer_response().outputs(0).shape(0), 1 + i % 2);
+      const std::vector<float> want = ClassifyLogits(Channel(), "tiny", 700 + i);
+      const std::vector<float> got = RawRow(a.infer_response(), 0, 0);
+      for (int c = 0; c < kClasses; ++c) EXPECT_NEAR(got[c], want[c], 1e-4 * (1 + std::abs(want[c])));
+    }
+  }
+}
+
+TEST_F(KServeTest, TypedContentsAreAnsweredTyped) {
+  ModelInferRequest raw = InferRequest("tiny", 1, 800);
+  ModelInferRequest typed = raw;
+  typed.clear_raw_input_contents();
+  auto* values = typed.mutable_inputs(0)->mutable_contents()->mutable_uint_contents();
+  for (unsigned char b : raw.raw_input_contents(0)) values->Add(b);
+  InferResult r = Infer(Channel(), typed);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.raw_output_contents_size(), 0);
+  ASSERT_EQ(r.response.outputs(0).contents().fp32_contents_size(), kClasses);
+  const std::vector<float> want = ClassifyLogits(Channel(), "tiny", 800);
+  for (int c = 0; c < kClasses; ++c) {
+    EXPECT_NEAR(r.response.outputs(0).contents().fp32_contents(c), want[c],
+                1e-4 * (1 + std::abs(want[c])));
+  }
+  ASSERT_EQ(raw.raw_input_contents(0).size(), kClipBytes);
+}
+
+// SIGTERM while requests wait: queued ones are answered, new ones get
+// UNAVAILABLE, ServerReady and ModelReady turn false, the process exits 0.
+TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
+  TempDir repo;
+  WriteScriptModel(repo.path(), "slow",
+                   ModelConfigText("slow", 1, kT, kH, kW, kClasses, ""),
+                   SlowForward(60), kClasses);
+  std::unique_ptr<ServerProcess> server =
+      ServerProcess::Start({"--model-repository", repo.path()});
+  ASSERT_NE(server, nullptr);
+  auto stub = GRPCInferenceService::NewStub(server->Channel());
+  {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse ready;
+    ASSERT_TRUE(stub->ServerReady(&context, {}, &ready).ok());
+    EXPECT_TRUE(ready.ready());
+  }
+  std::vector<std::future<InferResult>> calls;
+  for (int i = 0; i < 4; ++i) calls.push_back(InferAsync(server->Channel(), InferRequest("slow", 1, i)));
+  const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
+  double held = 0;
+  for (int i = 0; i < 500 && held < 4; ++i) {
+    held = MetricValue(server->ScrapeMetrics(), inflight);
+    if (held < 4) std::this_thread::sleep_for(milliseconds(10));
+  }
+  ASSERT_EQ(held, 4);
+  server->Signal(SIGTERM);
+  ASSERT_TRUE(server->WaitForLog("shutting down", milliseconds(5000)));
+  InferResult late = Infer(server->Channel(), InferRequest("slow", 1, 9));
+  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << late.status.error_message();
+  {
+    grpc::ClientContext context;
+    inference::ServerReadyResponse ready;
+    ASSERT_TRUE(stub->ServerReady(&context, {}, &ready).ok());
+    EXPECT_FALSE(ready.ready());
+  }
+  {
+    grpc::ClientContext context;
+    inference::ModelReadyRequest req;
+    req.set_name("slow");
+    inference::ModelReadyResponse ready;
+    ASSERT_TRUE(stub->ModelReady(&context, req, &ready).ok());
+    EXPECT_FALSE(ready.ready());
+  }
+  for (auto& c : calls) {
+    InferResult r = c.get();
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace clipserve::testing
