@@ -95,6 +95,7 @@ absl::Status BatchQueue::Enqueue(Task* task) {
                      options_.max_batch_size));
   }
   const BatchKey key = task->key();
+  const uint32_t priority = task->priority();
   DroppedList dropped;
   bool notify;
   {
@@ -117,9 +118,19 @@ absl::Status BatchQueue::Enqueue(Task* task) {
     }
     KeyQueue& q = keys_[key];
     // A consumer needs waking only if this task can change its plan: a new
-    // key (a new wake time) or a key that may now be ready by size.
+    // key (a new wake time) or a key that may now be ready by size. A more
+    // urgent task changes neither the wake time nor readiness.
     notify = q.tasks.empty();
-    q.tasks.push_back(Queued{task, now, next_seq_++});
+    if (q.tasks.empty() || q.tasks.back().priority <= priority) {
+      // Every task with one priority: the only path taken.
+      q.tasks.push_back(Queued{task, now, next_seq_++, priority, false});
+    } else {
+      // After the last task at least as urgent: equal priorities stay FIFO.
+      const auto pos = std::upper_bound(
+          q.tasks.begin(), q.tasks.end(), priority,
+          [](uint32_t p, const Queued& e) { return p < e.priority; });
+      q.tasks.insert(pos, Queued{task, now, next_seq_++, priority, true});
+    }
     q.slots += size;
     const TimePoint deadline = task->deadline();
     if (deadline < q.earliest_deadline) {
@@ -200,13 +211,14 @@ BatchQueue::KeyQueue* BatchQueue::ReadyKeyLocked(TimePoint now, BatchKey* key,
   const int max = options_.max_batch_size;
   const Duration delay = options_.max_queue_delay;
   KeyQueue* best = nullptr;
+  uint32_t best_priority = 0;
   uint64_t best_seq = 0;
   for (auto it = keys_.begin(); it != keys_.end();) {
     KeyQueue& q = it->second;
-    // A dead oldest task must not make the key ready or old.
-    DropDeadLocked(q, now, 1, dropped);
-    bool ready = !q.tasks.empty() &&
-                 (closed_ || now - q.tasks.front().enqueue_time >= delay);
+    // A dead task must neither rank the key (the front) nor make it old.
+    TimePoint oldest;
+    bool ready = OldestLiveLocked(q, now, &oldest, dropped) &&
+                 (closed_ || now - oldest >= delay);
     int q_cap = max;
     if (!ready && q.slots >= min_ready_slots_) {
       // Maybe ready by size: count only live slots, up to a full batch.
@@ -232,19 +244,54 @@ BatchQueue::KeyQueue* BatchQueue::ReadyKeyLocked(TimePoint now, BatchKey* key,
       it = keys_.erase(it);
       continue;
     }
-    const Queued& oldest = q.tasks.front();
     if (!ready) {
-      *wake = std::min({*wake, SaturatingAdd(oldest.enqueue_time, delay),
-                        q.earliest_deadline});
-    } else if (best == nullptr || oldest.seq < best_seq) {
-      best = &q;
-      best_seq = oldest.seq;
-      *key = it->first;
-      *cap = q_cap;
+      // (`oldest` may have been dropped since, if cancelled meanwhile: then
+      // this wake is early, and the consumer only plans again.)
+      *wake = std::min(
+          {*wake, SaturatingAdd(oldest, delay), q.earliest_deadline});
+    } else {
+      // The front is the most urgent task, and the oldest of its level.
+      const Queued& front = q.tasks.front();
+      if (best == nullptr || front.priority < best_priority ||
+          (front.priority == best_priority && front.seq < best_seq)) {
+        best = &q;
+        best_priority = front.priority;
+        best_seq = front.seq;
+        *key = it->first;
+        *cap = q_cap;
+      }
     }
     ++it;
   }
   return best;
+}
+
+bool BatchQueue::OldestLiveLocked(KeyQueue& q, TimePoint now,
+                                  TimePoint* oldest, DroppedList* dropped) {
+  DropDeadLocked(q, now, 1, dropped);  // now the front is live
+  while (!q.tasks.empty()) {
+    const size_t i = OldestIndex(q);  // 0 with a single priority
+    const Queued& e = q.tasks[i];
+    if (i == 0 || (!e.task->IsCancelled() && now < e.task->deadline())) {
+      *oldest = e.enqueue_time;
+      return true;
+    }
+    // Dead (and dead it stays): the sweep removes it, so this loop ends.
+    DropDeadLocked(q, now, INT_MAX, dropped);
+  }
+  return false;
+}
+
+size_t BatchQueue::OldestIndex(const KeyQueue& q) {
+  size_t oldest = 0;
+  for (size_t i = 0; i < q.tasks.size(); ++i) {
+    const Queued& e = q.tasks[i];
+    if (e.seq < q.tasks[oldest].seq) oldest = i;
+    // An appended task went behind every task then queued, so every task
+    // behind it arrived after it.
+    if (!e.overtook) break;
+  }
+  return oldest;
 }
 
 void BatchQueue::TakeBatchLocked(KeyQueue& q, int cap, TimePoint now,

@@ -6,18 +6,28 @@
 //
 //  * Only tasks with equal keys share a batch. A batch never holds more than
 //    max_batch_size slots (Task::size() summed), and a task is never split.
+//  * Within a key, tasks leave in (priority, arrival) order, a lower
+//    Task::priority() first: a task overtakes the less urgent tasks queued
+//    under its key, and tasks of equal priority keep their arrival order.
+//    Priority is strict: less urgent tasks wait while more urgent ones keep
+//    filling the batches of their key.
 //  * A batch of key K is ready when the tasks queued under K fill
 //    max_batch_size, or reach one of preferred_batch_sizes, or when the oldest
-//    of them has waited max_queue_delay. With a delay of zero, whatever is
-//    queued is ready at once.
-//  * Among ready keys, the one whose oldest task arrived first goes first, so
-//    no key starves: each key is ready at the latest max_queue_delay after its
-//    oldest task arrived.
-//  * Within a key, tasks leave in arrival order. A batch takes tasks from the
-//    front while they fit; a preferred size caps the batch at the largest
-//    preferred size that the queued slots reach (when the batch is ready
-//    through that size only, not through max_batch_size, the delay or Close;
-//    a first task larger than the cap still goes, alone).
+//    of them by arrival, whatever its priority, has waited max_queue_delay
+//    (more urgent tasks queued in front of it do not restart the delay). With
+//    a delay of zero, whatever is queued is ready at once.
+//  * Among ready keys, the one whose most urgent task is most urgent goes
+//    first; between keys equally urgent, the one whose most urgent task
+//    arrived first (with a single priority: whose oldest task arrived first).
+//    So at equal priority no key starves: each key is ready at the latest
+//    max_queue_delay after its oldest task arrived, and then waits only for
+//    more urgent tasks, or equally urgent ones that arrived before its own.
+//  * A batch takes tasks in that order while they fit, so it takes the most
+//    urgent first and, when full, leaves the less urgent for a later batch; a
+//    preferred size caps the batch at the largest preferred size that the
+//    queued slots reach (when the batch is ready through that size only, not
+//    through max_batch_size, the delay or Close; a first task larger than the
+//    cap still goes, alone).
 //  * A task whose deadline has passed, or which is cancelled, is failed
 //    (DEADLINE_EXCEEDED / CANCELLED) when the batcher reaches it, and never
 //    takes a batch slot, nor counts towards making a batch ready.
@@ -73,7 +83,7 @@ struct Batch {
     TimePoint enqueue_time;  // when Enqueue() accepted it
   };
   BatchKey key = 0;
-  std::vector<Entry> entries;  // arrival order
+  std::vector<Entry> entries;  // (priority, arrival) order
   int size = 0;                // slots: sum of the tasks' size()
   TimePoint formed_time;       // when NextBatch() took it from the queue
 };
@@ -112,8 +122,22 @@ class BatchQueue {
   struct Queued {
     Task* task;
     TimePoint enqueue_time;
-    uint64_t seq;  // arrival order across all keys
+    uint64_t seq;       // arrival order across all keys
+    uint32_t priority;  // task->priority(), read once at Enqueue
+    bool overtook;      // inserted in front of a less urgent task
   };
+  // Cost of priority. `tasks` is kept sorted by (priority, seq), its front
+  // leaving first. A task no more urgent than the back is appended: O(1)
+  // amortised and no allocation beyond the deque's own, the only case when
+  // every task has the same priority. A more urgent task is inserted after
+  // the last one at least as urgent (binary search, then an O(n) shift of the
+  // deque) and marked `overtook`.
+  // The delay counts from the oldest task, found by OldestIndex(): a scan
+  // from the front that stops at the first appended task, since an appended
+  // task went behind every task then queued and so is older than any task
+  // behind it. With one priority the front is appended: O(1). Otherwise the
+  // scan passes only the overtakers in front (bounded by max_queue_size, and
+  // the most urgent tasks, the first to leave).
   struct KeyQueue {
     std::deque<Queued> tasks;
     int slots = 0;  // sum of size() over tasks
@@ -135,6 +159,14 @@ class BatchQueue {
   // decide readiness go to `dropped`, and emptied keys are erased.
   KeyQueue* ReadyKeyLocked(TimePoint now, BatchKey* key, int* cap,
                            TimePoint* wake, DroppedList* dropped);
+  // Drops the dead tasks that would rank `q` or start its delay: those at
+  // its front and, if its oldest task is dead, every dead one. Returns false
+  // when no task is left, else sets *oldest to the arrival of the oldest live
+  // task.
+  bool OldestLiveLocked(KeyQueue& q, TimePoint now, TimePoint* oldest,
+                        DroppedList* dropped);
+  // Index in q.tasks of the task that arrived first (cost: see KeyQueue).
+  static size_t OldestIndex(const KeyQueue& q);
   // Moves the tasks of one batch of at most `cap` slots (at least one task)
   // from the front of `q` into `batch`; dead tasks met go to `dropped`.
   void TakeBatchLocked(KeyQueue& q, int cap, TimePoint now, Batch* batch,

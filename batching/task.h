@@ -28,6 +28,12 @@ class Task {
   // Compatibility class; must not change while queued.
   virtual BatchKey key() const = 0;
 
+  // Scheduling level: a lower value is more urgent; 0 (the default) is the
+  // most urgent. The server maps protocol priorities onto it; the queue treats
+  // it as an opaque level (rules in batch_queue.h). Must not change while
+  // queued.
+  virtual uint32_t priority() const { return 0; }
+
   // The task is dropped, with DEADLINE_EXCEEDED, instead of being batched once
   // Clock::Now() >= deadline(). TimePoint::max() means no deadline.
   virtual TimePoint deadline() const { return TimePoint::max(); }

@@ -37,7 +37,7 @@ class InferenceTask : public batching::Task {
   int size() const override { return static_cast<int>(clip_.count); }
   batching::BatchKey key() const override { return key_; }
   batching::TimePoint deadline() const override { return deadline_; }
-  uint32_t priority() const /*override*/ { return priority_; }
+  uint32_t priority() const override { return priority_; }
   bool IsCancelled() const override {
     return cancelled_.load(std::memory_order_relaxed);
   }

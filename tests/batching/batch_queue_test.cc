@@ -1,9 +1,12 @@
 #include "batching/batch_queue.h"
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <future>
 #include <memory>
 #include <optional>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -554,6 +557,393 @@ TEST_F(BatchQueueTest, DestructorFailsLeftoversWithUnavailable) {
     EXPECT_EQ(t->completions(), 1);
     EXPECT_EQ(t->status().code(), absl::StatusCode::kUnavailable);
   }
+}
+
+TEST_F(BatchQueueTest, UrgentTaskOvertakesLessUrgentTasksOfItsKey) {
+  BatchQueue queue(Options(4, hours(1)));
+  TestTask low1(kA), low2(kA), urgent(kA), mid(kA);
+  low1.set_priority(2);
+  low2.set_priority(2);
+  urgent.set_priority(0);
+  mid.set_priority(1);
+  const TimePoint start = clock_.Now();
+  for (TestTask* t : {&low1, &low2, &urgent, &mid}) {
+    ASSERT_TRUE(queue.Enqueue(t).ok());
+    clock_.Advance(milliseconds(1));
+  }
+  std::optional<Batch> batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->size, 4);
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&urgent, &mid, &low1, &low2));
+  // Each entry keeps its own arrival time.
+  EXPECT_EQ(batch->entries[0].enqueue_time, start + milliseconds(2));
+  EXPECT_EQ(batch->entries[1].enqueue_time, start + milliseconds(3));
+  EXPECT_EQ(batch->entries[2].enqueue_time, start);
+  EXPECT_EQ(batch->entries[3].enqueue_time, start + milliseconds(1));
+  CompleteAll(*batch);
+}
+
+TEST_F(BatchQueueTest, EqualPrioritiesKeepArrivalOrder) {
+  BatchQueue queue(Options(6, hours(1)));
+  TestTask a(kA), b(kA), c(kA), d(kA), e(kA), f(kA);
+  for (TestTask* t : {&a, &c, &e}) t->set_priority(1);
+  for (TestTask* t : {&b, &d, &f}) t->set_priority(0);
+  for (TestTask* t : {&a, &b, &c, &d, &e, &f}) {
+    ASSERT_TRUE(queue.Enqueue(t).ok());
+  }
+  std::optional<Batch> batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&b, &d, &f, &a, &c, &e));
+  CompleteAll(*batch);
+
+  // One priority throughout, not the most urgent: plain arrival order.
+  std::vector<std::unique_ptr<TestTask>> tasks;
+  for (int i = 0; i < 6; ++i) {
+    tasks.push_back(std::make_unique<TestTask>(kA));
+    tasks.back()->set_priority(7);
+    ASSERT_TRUE(queue.Enqueue(tasks.back().get()).ok());
+  }
+  batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch),
+              ElementsAre(tasks[0].get(), tasks[1].get(), tasks[2].get(),
+                          tasks[3].get(), tasks[4].get(), tasks[5].get()));
+  CompleteAll(*batch);
+}
+
+TEST_F(BatchQueueTest, DelayCountsFromTheOldestTaskNotFromTheUrgentFront) {
+  const Duration delay = milliseconds(10);
+  BatchQueue queue(Options(4, delay));
+  const TimePoint start = clock_.Now();
+  TestTask old_task(kA), urgent(kA);
+  old_task.set_priority(5);
+  urgent.set_priority(0);
+  ASSERT_TRUE(queue.Enqueue(&old_task).ok());
+  clock_.Advance(milliseconds(6));
+  ASSERT_TRUE(queue.Enqueue(&urgent).ok());  // in front, but newer
+
+  Consumer consumer(queue);
+  clock_.BlockUntilWaiters(1);
+  clock_.Advance(milliseconds(4) - microseconds(1));
+  EXPECT_EQ(clock_.waiters(), 1);
+  EXPECT_FALSE(consumer.returned());
+  clock_.Advance(microseconds(1));  // old_task has waited the delay
+  std::optional<Batch> batch = consumer.Get();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&urgent, &old_task));
+  EXPECT_EQ(batch->formed_time, start + delay);
+  CompleteAll(*batch);
+
+  // The oldest live task may itself be one that overtook, and not be the
+  // front: here the task it overtook is cancelled, so the delay counts from
+  // y, queued behind a newer, more urgent z.
+  const TimePoint t0 = clock_.Now();
+  TestTask x(kA), y(kA), z(kA), w(kA);
+  x.set_priority(5);
+  y.set_priority(1);
+  z.set_priority(0);
+  w.set_priority(5);
+  ASSERT_TRUE(queue.Enqueue(&x).ok());
+  clock_.Advance(milliseconds(2));
+  ASSERT_TRUE(queue.Enqueue(&y).ok());  // overtakes x
+  clock_.Advance(milliseconds(1));
+  ASSERT_TRUE(queue.Enqueue(&z).ok());  // overtakes y and x
+  clock_.Advance(milliseconds(1));
+  ASSERT_TRUE(queue.Enqueue(&w).ok());  // behind x
+  x.Cancel();
+  Consumer consumer2(queue);
+  clock_.BlockUntilWaiters(1);
+  EXPECT_EQ(x.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(queue.queued(), 3u);
+  clock_.Advance(milliseconds(8) - microseconds(1));  // y's delay, almost
+  EXPECT_EQ(clock_.waiters(), 1);
+  EXPECT_FALSE(consumer2.returned());
+  clock_.Advance(microseconds(1));
+  batch = consumer2.Get();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&z, &y, &w));
+  EXPECT_EQ(batch->formed_time, t0 + milliseconds(2) + delay);
+  CompleteAll(*batch);
+}
+
+TEST_F(BatchQueueTest, MoreUrgentReadyKeyGoesFirst) {
+  BatchQueue queue(Options(2, Duration::zero()));  // every key ready at once
+  TestTask b1(kB), b2(kB), a1(kA), a2(kA);
+  b1.set_priority(1);
+  b2.set_priority(1);
+  a1.set_priority(3);
+  a2.set_priority(0);
+  // B's tasks arrived first, but A holds the most urgent task.
+  for (TestTask* t : {&b1, &b2, &a1, &a2}) ASSERT_TRUE(queue.Enqueue(t).ok());
+  std::optional<Batch> first = NextBatchAtOnce(queue, clock_);
+  std::optional<Batch> second = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_EQ(first->key, kA);
+  EXPECT_THAT(TasksOf(*first), ElementsAre(&a2, &a1));
+  EXPECT_THAT(TasksOf(*second), ElementsAre(&b1, &b2));
+  CompleteAll(*first);
+  CompleteAll(*second);
+
+  // Equally urgent keys: the one whose most urgent task arrived first goes
+  // first, even if the other holds an older, less urgent task (else a key
+  // with a waiting low-priority task would starve others at the top level).
+  TestTask a_low(kA), b_top(kB), a_top(kA);
+  a_low.set_priority(5);
+  b_top.set_priority(0);
+  a_top.set_priority(0);
+  for (TestTask* t : {&a_low, &b_top, &a_top}) {
+    ASSERT_TRUE(queue.Enqueue(t).ok());
+  }
+  first = NextBatchAtOnce(queue, clock_);
+  second = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_THAT(TasksOf(*first), ElementsAre(&b_top));
+  EXPECT_THAT(TasksOf(*second), ElementsAre(&a_top, &a_low));
+  CompleteAll(*first);
+  CompleteAll(*second);
+}
+
+TEST_F(BatchQueueTest, MoreUrgentKeyReadyBySizeGoesBeforeOlderKeyReadyByDelay) {
+  const Duration delay = milliseconds(10);
+  BatchQueue queue(Options(2, delay));
+  TestTask b1(kB), a1(kA), a2(kA);
+  b1.set_priority(1);
+  ASSERT_TRUE(queue.Enqueue(&b1).ok());
+  clock_.Advance(delay);  // B ready by the delay
+  for (TestTask* t : {&a1, &a2}) ASSERT_TRUE(queue.Enqueue(t).ok());  // full
+  std::optional<Batch> first = NextBatchAtOnce(queue, clock_);
+  std::optional<Batch> second = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  EXPECT_THAT(TasksOf(*first), ElementsAre(&a1, &a2));
+  EXPECT_THAT(TasksOf(*second), ElementsAre(&b1));
+  CompleteAll(*first);
+  CompleteAll(*second);
+}
+
+TEST_F(BatchQueueTest, FullBatchTakesUrgentTasksFirstAndLeavesTheRest) {
+  BatchQueue queue(Options(3, hours(1)));
+  TestTask low1(kA), low2(kA), urgent1(kA), urgent2(kA);
+  low1.set_priority(1);
+  low2.set_priority(1);
+  ASSERT_TRUE(queue.Enqueue(&low1).ok());
+  ASSERT_TRUE(queue.Enqueue(&low2).ok());
+  ASSERT_TRUE(queue.Enqueue(&urgent1).ok());
+  ASSERT_TRUE(queue.Enqueue(&urgent2).ok());  // 4 slots: full
+  std::optional<Batch> batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_EQ(batch->size, 3);
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&urgent1, &urgent2, &low1));
+  EXPECT_EQ(queue.queued(), 1u);
+  CompleteAll(*batch);
+
+  // A multi-slot urgent task goes first; the less urgent one left behind
+  // does not fit next to it and waits for the next batch.
+  TestTask low3(kA), urgent3(kA, 3);
+  low3.set_priority(1);
+  ASSERT_TRUE(queue.Enqueue(&low3).ok());
+  ASSERT_TRUE(queue.Enqueue(&urgent3).ok());
+  batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&urgent3));
+  EXPECT_EQ(queue.queued(), 2u);
+  CompleteAll(*batch);
+
+  queue.Close();
+  batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&low2, &low3));
+  CompleteAll(*batch);
+  EXPECT_FALSE(NextBatchAtOnce(queue, clock_).has_value());
+}
+
+TEST_F(BatchQueueTest, DeadTasksAmongPrioritiesAreFailedAndTakeNoSlot) {
+  const Duration delay = milliseconds(10);
+  BatchQueue queue(Options(4, delay));
+  const TimePoint start = clock_.Now();
+  // The oldest task expires behind urgent ones: it must not start the delay.
+  TestTask old_task(kA, 1, start + milliseconds(5));
+  TestTask mid(kA), urgent(kA), doomed(kA);
+  old_task.set_priority(3);
+  mid.set_priority(3);
+  ASSERT_TRUE(queue.Enqueue(&old_task).ok());
+  clock_.Advance(milliseconds(2));
+  ASSERT_TRUE(queue.Enqueue(&mid).ok());
+  clock_.Advance(milliseconds(2));
+  ASSERT_TRUE(queue.Enqueue(&urgent).ok());
+  ASSERT_TRUE(queue.Enqueue(&doomed).ok());
+  doomed.Cancel();
+
+  Consumer consumer(queue);
+  clock_.BlockUntilWaiters(1);
+  clock_.Advance(milliseconds(1));  // old_task's deadline
+  clock_.BlockUntilWaiters(1);      // failed it, asleep again
+  EXPECT_EQ(old_task.completions(), 1);
+  EXPECT_EQ(old_task.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_FALSE(consumer.returned());
+  // Now mid is the oldest: ready 10 ms after it arrived, not after old_task.
+  clock_.Advance(milliseconds(7) - microseconds(1));
+  EXPECT_EQ(clock_.waiters(), 1);
+  EXPECT_FALSE(consumer.returned());
+  clock_.Advance(microseconds(1));
+  std::optional<Batch> batch = consumer.Get();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&urgent, &mid));
+  EXPECT_EQ(batch->formed_time, start + milliseconds(2) + delay);
+  CompleteAll(*batch);
+  EXPECT_EQ(doomed.completions(), 1);
+  EXPECT_EQ(doomed.status().code(), absl::StatusCode::kCancelled);
+
+  // Dead urgent tasks in front neither count towards a full batch nor take
+  // its slots: the two live, less urgent tasks fill it.
+  BatchQueue queue2(Options(2, hours(1)));
+  TestTask low1(kA), low2(kA), cancelled(kA);
+  TestTask past(kA, 1, clock_.Now());  // deadline reached already
+  low1.set_priority(1);
+  low2.set_priority(1);
+  for (TestTask* t : {&low1, &cancelled, &past}) {
+    ASSERT_TRUE(queue2.Enqueue(t).ok());
+  }
+  cancelled.Cancel();
+  Consumer consumer2(queue2);
+  clock_.BlockUntilWaiters(1);  // one live task: not ready
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(past.status().code(), absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(queue2.Enqueue(&low2).ok());
+  batch = consumer2.Get();
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&low1, &low2));
+  CompleteAll(*batch);
+  for (TestTask* t : {&cancelled, &past}) EXPECT_EQ(t->completions(), 1);
+}
+
+// Producers with mixed priorities, consumers, real time: every task is
+// completed exactly once, and every batch keeps (priority, arrival) order.
+TEST(BatchQueueStressTest, MixedPrioritiesCompleteEveryTaskExactlyOnce) {
+  constexpr int kProducers = 4;
+  constexpr int kConsumers = 3;
+  constexpr int kTasksPerProducer = 1500;
+  constexpr int kMaxBatch = 8;
+  constexpr int kTasks = kProducers * kTasksPerProducer;
+
+  struct Plan {
+    bool expired = false;        // deadline before it is enqueued
+    bool cancel_before = false;  // cancelled before it is enqueued
+    bool cancel_after = false;   // cancelled racing with the batcher
+    bool accepted = false;
+  };
+  std::vector<std::unique_ptr<TestTask>> tasks(kTasks);
+  std::vector<Plan> plans(kTasks);
+
+  BatchQueueOptions options;
+  options.max_batch_size = kMaxBatch;
+  options.preferred_batch_sizes = {4};
+  options.max_queue_delay = microseconds(100);
+  options.max_queue_size = 256;
+  BatchQueue queue(options);
+
+  std::atomic<int> bad_size{0}, mixed_keys{0}, dead_in_batch{0};
+  std::atomic<int> out_of_order{0}, processed{0};
+  std::atomic<int> batches{0}, overtaken{0};
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < kConsumers; ++c) {
+    consumers.emplace_back([&] {
+      while (std::optional<Batch> b = queue.NextBatch()) {
+        int slots = 0;
+        for (size_t i = 0; i < b->entries.size(); ++i) {
+          const Batch::Entry& e = b->entries[i];
+          slots += e.task->size();
+          if (e.task->key() != b->key) ++mixed_keys;
+          if (e.task->deadline() <= b->formed_time) ++dead_in_batch;
+          if (i == 0) continue;
+          const Batch::Entry& prev = b->entries[i - 1];
+          const uint32_t p = e.task->priority(), q = prev.task->priority();
+          if (p < q || (p == q && e.enqueue_time < prev.enqueue_time)) {
+            ++out_of_order;
+          }
+          if (p > q && e.enqueue_time < prev.enqueue_time) ++overtaken;
+        }
+        if (slots != b->size || b->size > kMaxBatch || b->entries.empty()) {
+          ++bad_size;
+        }
+        ++batches;
+        processed += static_cast<int>(b->entries.size());
+        CompleteAll(*b);
+      }
+    });
+  }
+
+  std::atomic<int> rejected_other{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      std::mt19937 rng(4321 + p);
+      for (int i = p * kTasksPerProducer; i < (p + 1) * kTasksPerProducer;
+           ++i) {
+        Plan& plan = plans[i];
+        const int roll = static_cast<int>(rng() % 100);
+        plan.expired = roll < 5;
+        plan.cancel_before = roll >= 5 && roll < 10;
+        plan.cancel_after = roll >= 10 && roll < 15;
+        const TimePoint deadline = plan.expired
+                                       ? Clock::Real()->Now() - milliseconds(1)
+                                       : TimePoint::max();
+        tasks[i] = std::make_unique<TestTask>(rng() % 3, 1 + rng() % 3,
+                                              deadline);
+        TestTask* t = tasks[i].get();
+        // Producer 0 keeps one priority (the append-only path); the others
+        // mix four levels.
+        t->set_priority(p == 0 ? 2u : static_cast<uint32_t>(rng() % 4));
+        if (plan.cancel_before) t->Cancel();
+        const absl::Status st = queue.Enqueue(t);
+        plan.accepted = st.ok();
+        if (!st.ok() && st.code() != absl::StatusCode::kResourceExhausted) {
+          ++rejected_other;
+        }
+        if (plan.cancel_after) t->Cancel();
+        if (!st.ok()) std::this_thread::yield();
+      }
+    });
+  }
+  for (std::thread& t : producers) t.join();
+  queue.Close();
+  for (std::thread& t : consumers) t.join();
+
+  EXPECT_EQ(bad_size.load(), 0);
+  EXPECT_EQ(mixed_keys.load(), 0);
+  EXPECT_EQ(dead_in_batch.load(), 0);
+  EXPECT_EQ(out_of_order.load(), 0);
+  EXPECT_EQ(rejected_other.load(), 0);
+  EXPECT_EQ(queue.queued(), 0u);
+  int accepted = 0, failed = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    const Plan& plan = plans[i];
+    const TestTask& t = *tasks[i];
+    if (!plan.accepted) {
+      EXPECT_EQ(t.completions(), 0) << "task " << i;
+      continue;
+    }
+    ++accepted;
+    ASSERT_EQ(t.completions(), 1) << "task " << i;
+    const absl::StatusCode code = t.status().code();
+    if (code != absl::StatusCode::kOk) ++failed;
+    if (plan.expired) {
+      EXPECT_EQ(code, absl::StatusCode::kDeadlineExceeded) << "task " << i;
+    } else if (plan.cancel_before) {
+      EXPECT_EQ(code, absl::StatusCode::kCancelled) << "task " << i;
+    } else if (plan.cancel_after) {
+      EXPECT_TRUE(code == absl::StatusCode::kOk ||
+                  code == absl::StatusCode::kCancelled)
+          << "task " << i << ": " << t.status();
+    } else {
+      EXPECT_EQ(code, absl::StatusCode::kOk) << "task " << i;
+    }
+  }
+  EXPECT_EQ(processed.load() + failed, accepted);
+  EXPECT_GT(accepted, 0);
+  ::testing::Test::RecordProperty("accepted", accepted);
+  ::testing::Test::RecordProperty("batches", batches.load());
+  // Adjacent entries where a task went before an older, less urgent one.
+  ::testing::Test::RecordProperty("overtaken", overtaken.load());
 }
 
 TEST(BatchQueueOptionsTest, DefaultsAreValid) {

@@ -3,6 +3,7 @@
 #define CLIPSERVE_TESTS_BATCHING_TEST_TASK_H_
 
 #include <atomic>
+#include <cstdint>
 #include <mutex>
 #include <vector>
 
@@ -22,12 +23,18 @@ class TestTask : public Task {
 
   int size() const override { return size_; }
   BatchKey key() const override { return key_; }
+  uint32_t priority() const override { return priority_; }
   TimePoint deadline() const override { return deadline_; }
   bool IsCancelled() const override { return cancelled_.load(); }
 
   void Fail(const absl::Status& status) override { Finish(status); }
   void Complete() { Finish(absl::OkStatus()); }
   void Cancel() { cancelled_.store(true); }
+  // Before it is enqueued (default 0, the most urgent). Returns *this.
+  TestTask& set_priority(uint32_t priority) {
+    priority_ = priority;
+    return *this;
+  }
 
   // Times Fail() or Complete() was called; exactly 1 once done.
   int completions() const { return completions_.load(); }
@@ -49,6 +56,7 @@ class TestTask : public Task {
   const BatchKey key_;
   const int size_;
   const TimePoint deadline_;
+  uint32_t priority_ = 0;
   std::atomic<bool> cancelled_{false};
   std::atomic<int> completions_{0};
   mutable std::mutex mu_;

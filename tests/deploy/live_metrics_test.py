@@ -32,27 +32,23 @@ is bounded. Exit 0: pass, 1: fail, 77: skipped (promtool or prometheus
 missing).
 """
 import argparse
-import ctypes
 import json
 import math
 import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import check_dashboard  # noqa: E402
+from live_util import (Children, Failure, check, die_with_parent, http_get,  # noqa: E402
+                       install_signal_handlers, log, start_clipserve, start_prometheus, wait_for)
 from metrics_doc import documented_metrics, duration_buckets  # noqa: E402
 
 OK_CLIPS = 5
@@ -60,96 +56,6 @@ UNKNOWN_CLIPS = 2
 BAD_SHAPE_CLIPS = 1
 MORE_OK_CLIPS = 3
 UNKNOWN_MODEL = "no-such-model"
-
-
-class Failure(Exception):
-    pass
-
-
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
-    log(f"ok: {msg}")
-
-
-# ---- processes --------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-class Children:
-    def __init__(self):
-        self.procs = []  # (name, Popen, log path)
-
-    def start(self, name, cmd, log_path):
-        log(f"start {name}: {' '.join(cmd)}")
-        out = open(log_path, "wb")
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                             preexec_fn=_die_with_parent)
-        out.close()
-        self.procs.append((name, p, log_path))
-        return p
-
-    def stop(self, p, timeout=30):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-        return p.returncode
-
-    def stop_all(self):
-        for name, p, _ in reversed(self.procs):
-            if p.poll() is None:
-                log(f"stop {name} (pid {p.pid})")
-                self.stop(p)
-
-    def dump_logs(self, lines=40):
-        for name, _, path in self.procs:
-            try:
-                with open(path, errors="replace") as f:
-                    tail = f.readlines()[-lines:]
-            except OSError:
-                continue
-            print(f"---- last {len(tail)} lines of {name} ({path}) ----")
-            sys.stdout.write("".join(tail))
-
-
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, fn, timeout, interval=0.25):
-    """Polls fn() until it returns something truthy; bounded."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (OSError, urllib.error.URLError, ValueError, KeyError) as e:
-            last = e
-        time.sleep(interval)
-    raise Failure(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
-
-
-def http_get(url, timeout=5):
-    with urllib.request.urlopen(url, timeout=timeout) as r:
-        return r.status, r.read().decode()
 
 
 # ---- exposition format ------------------------------------------------------
@@ -235,7 +141,7 @@ def run_clients(client, grpc_addr, model, npy, count, want_rc):
     """Runs `count` clients at once; each must exit with want_rc."""
     procs = [subprocess.Popen([client, "--server", grpc_addr, "--model", model, npy],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+                              stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
              for _ in range(count)]
     for p in procs:
         try:
@@ -388,41 +294,6 @@ def check_scrape(s, source, models):
         log(f"note: families outside the contract (not clipserve_*/process_*): {undocumented}")
 
 
-class Prometheus:
-    def __init__(self, port):
-        self.base = f"http://127.0.0.1:{port}"
-
-    def api(self, path, **params):
-        url = f"{self.base}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        try:
-            status, body = http_get(url, timeout=10)
-        except urllib.error.HTTPError as e:
-            body = e.read().decode()
-            raise Failure(f"GET {url}: HTTP {e.code}: {body}")
-        data = json.loads(body)
-        if data.get("status") != "success":
-            raise Failure(f"GET {url}: {data}")
-        return data["data"]
-
-    def query(self, q):
-        """Instant vector result: [(labels, float value)]."""
-        data = self.api("query", query=q)
-        if data["resultType"] == "scalar":
-            return [({}, float(data["result"][1]))]
-        return [(r["metric"], float(r["value"][1])) for r in data["result"]]
-
-    def one(self, q):
-        r = self.query(q)
-        if len(r) != 1:
-            raise Failure(f"{q}: want one series, got {r}")
-        return r[0][1]
-
-    def active_alerts(self):
-        return {(a["labels"]["alertname"], a["state"]) for a in self.api("alerts")["alerts"]}
-
-
 def check_prometheus(prom, source, models, client, grpc_addr, ok_npy):
     # 1. The first mix arrives through a real scrape.
     q = 'sum(clipserve_requests_total{code="OK"})'
@@ -534,11 +405,7 @@ def main():
             return 77
     source = os.path.abspath(args.source_dir)
 
-    def on_signal(signum, _frame):
-        raise SystemExit(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    install_signal_handlers()
 
     tmp = tempfile.mkdtemp(prefix="clipserve-deploy-live-")
     children = Children()
@@ -553,24 +420,10 @@ def main():
         write_npy(ok_npy, (16, 112, 112, 3), 1)
         write_npy(bad_npy, (3, 112, 112, 3), 2)
 
-        server_log = os.path.join(tmp, "clipserve.log")
-        server = children.start("clipserve", [
-            args.server, "--model-repository", repo, "--grpc-address", "127.0.0.1",
-            "--grpc-port", "0", "--metrics-port", "0"], server_log)
-
-        def ports():
-            if server.poll() is not None:
-                raise Failure(f"clipserve exited with {server.returncode} while starting")
-            with open(server_log, errors="replace") as f:
-                text = f.read()
-            g = re.search(r"serving gRPC on port (\d+)", text)
-            m = re.search(r"serving metrics on port (\d+)", text)
-            return (int(g.group(1)), int(m.group(1))) if g and m else None
-
-        grpc_port, metrics_port = wait_for("clipserve to log its gRPC and metrics ports", ports, 180)
+        server, grpc_port, metrics_port = start_clipserve(
+            children, args.server, repo, os.path.join(tmp, "clipserve.log"))
         grpc_addr = f"127.0.0.1:{grpc_port}"
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        log(f"clipserve: gRPC {grpc_addr}, metrics {metrics_url}")
         first = wait_for("GET /metrics", lambda: scrape_metrics(metrics_url), 30)
         check(first.total("clipserve_requests_total") == 0, "no request counted before any was sent")
 
@@ -589,28 +442,13 @@ def main():
         check(lint.returncode == 0 and not lint.stdout.strip(),
               f"promtool check metrics: clean{'' if not lint.stdout.strip() else ':' + chr(10) + lint.stdout}")
 
-        prom_port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": [os.path.join(source, "deploy/alerts.yml")],
             "scrape_configs": [{"job_name": "clipserve",
                                 "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
         }
-        config_path = os.path.join(tmp, "prometheus.yml")
-        with open(config_path, "w") as f:
-            json.dump(config, f, indent=2)  # JSON is YAML
-        prom_proc = children.start("prometheus", [
-            args.prometheus, f"--config.file={config_path}",
-            f"--storage.tsdb.path={os.path.join(tmp, 'prometheus-data')}",
-            f"--web.listen-address=127.0.0.1:{prom_port}"], os.path.join(tmp, "prometheus.log"))
-
-        def ready():
-            if prom_proc.poll() is not None:
-                raise Failure(f"prometheus exited with {prom_proc.returncode}")
-            return http_get(f"http://127.0.0.1:{prom_port}/-/ready")[0] == 200
-
-        wait_for("Prometheus to be ready", ready, 60)
-        prom = Prometheus(prom_port)
+        _, prom = start_prometheus(children, args.prometheus, config, tmp)
         check_prometheus(prom, source, models, args.client, grpc_addr, ok_npy)
 
         # Drain: the server exits 0 and the availability alerts turn active.

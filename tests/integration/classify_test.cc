@@ -320,6 +320,13 @@ TEST_F(ClassifyTest, BadRequestsGetPreciseErrorsAndTheServerKeepsServing) {
   }
   {
     v1::ClassifyRequest r = Request("tiny", 1);
+    r.set_priority(4);
+    cases.push_back({"priority", r, grpc::StatusCode::INVALID_ARGUMENT,
+                     "priority 4 is out of range: model 'tiny' has levels 1 "
+                     "(most urgent) to 3"});
+  }
+  {
+    v1::ClassifyRequest r = Request("tiny", 1);
     r.mutable_clip()->mutable_data()->pop_back();
     cases.push_back({"short data", r, grpc::StatusCode::INVALID_ARGUMENT,
                      absl::StrCat("clip.data has ", kT * kH * kW * 3 - 1, " bytes")});

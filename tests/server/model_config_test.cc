@@ -80,6 +80,8 @@ TEST(ModelConfigTest, DefaultsFilledIn) {
   ASSERT_EQ(c->instance_group_size(), 1);
   EXPECT_EQ(c->instance_group(0).count(), 1);
   EXPECT_EQ(c->dynamic_batching().max_queue_size(), kDefaultMaxQueueSize);
+  EXPECT_EQ(c->dynamic_batching().priority_levels(), kDefaultPriorityLevels);
+  EXPECT_EQ(c->dynamic_batching().default_priority_level(), 2u);  // the middle
   // Without intra_op_threads, CPU instances share the cores.
   std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 0, 4);
   ASSERT_EQ(inst.size(), 1u);
@@ -128,6 +130,10 @@ TEST(ModelConfigTest, BadConfigsAreRefusedNamingFileAndField) {
        "output: exactly one output"},
       {GoodReplacing("[ 4, 8 ]", "[ 4, 16 ]"), "tiny",
        "dynamic_batching.preferred_batch_size: 16 is outside"},
+      {GoodReplacing("[ 4, 8 ]", "[ 4, 8 ] priority_levels: 2 default_priority_level: 3"),
+       "tiny", "dynamic_batching.default_priority_level: 3 is outside 1..priority_levels (2)"},
+      {GoodReplacing("[ 4, 8 ]", "[ 4, 8 ] priority_levels: 5000"), "tiny",
+       "dynamic_batching.priority_levels: 5000 is over 1000"},
       {GoodWith("instance_group { count: -1 }"), "tiny", "instance_group.count"},
       {GoodWith("parameters { key: \"intra_op_threads\" value { string_value: \"many\" } }"),
        "tiny", "parameters[intra_op_threads]"},
