@@ -52,8 +52,11 @@ python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
 offline = {o["batch_size"]: o for o in map(json.loads, open(f"{out}/offline.jsonl"))}
-b8 = {s["concurrency"]: s for s in json.load(open(f"{out}/served-b8.json"))}
-b1 = {s["concurrency"]: s for s in json.load(open(f"{out}/served-b1.json"))}
+def steps(path):  # clipserve-perf --json: {"steps": [...]} (a bare list before)
+    d = json.load(open(path))
+    return d["steps"] if isinstance(d, dict) else d
+b8 = {s["concurrency"]: s for s in steps(f"{out}/served-b8.json")}
+b1 = {s["concurrency"]: s for s in steps(f"{out}/served-b1.json")}
 sat = b8[16]
 print()
 print("| measure | clips/s | ratio |")

@@ -1,21 +1,43 @@
 // clipserve-perf: throughput and latency of a clipserve server under load.
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/channel.h"
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/perf.h"
+#include "client/perf_report.h"
+#include "client/perf_target.h"
 
 namespace {
 
+using namespace clipserve::client;
+
 constexpr const char* kUsage = R"(Usage: clipserve-perf [flags]
 
-Closed-loop load: for each concurrency level, that many callers send random
-clips back to back; after a warm-up, it measures throughput, client latency
-percentiles, and the server's own queue/compute split and batch sizes.
+Load on a clipserve server, in steps; each step runs a warm-up, then a
+measurement window, then waits (up to --drain-seconds) for the window's
+requests to finish. Per step it reports throughput, client latency
+percentiles, errors by status code, the server's own queue/compute (and
+decode) split and the batch sizes it reports.
+
+  Closed loop (--concurrency): that many calls always in flight, each
+    followed at once by the next.
+  Open loop (--request-rate): Poisson arrivals at that many requests per
+    second (seeded), sent asynchronously whatever the server does; arrivals
+    while --max-outstanding calls are in flight are dropped and counted.
+
+Latency, errors, the server split and batch sizes describe the requests sent
+inside the window (whenever they finish); throughput counts the OK responses
+received inside the window, over its length.
 
 Flags:
   --server HOST:PORT     Server address (default localhost:8001).
@@ -23,75 +45,289 @@ Flags:
   --ssl-ca FILE          TLS, verifying the server against this PEM CA.
   --ssl-cert FILE --ssl-key FILE
                          Mutual TLS: this client's PEM certificate and key.
-  --model NAME           Model (default: the server's default model).
-  --concurrency LIST     Comma-separated levels (default 1,2,4,8).
-  --warmup-seconds S     Per level, not measured (default 2).
-  --window-seconds S     Per level, measured (default 10).
-  --dtype uint8|fp32     Clip type (default uint8).
+  --model NAME           Model (default: the server's default model; needed
+                         with --protocol kserve).
+  --model-version V      Version (default: the loaded one).
+  --protocol P           clipserve (its own API, Classify; default) or kserve
+                         (the Open Inference Protocol, ModelInfer).
+ Load:
+  --concurrency LIST     Closed loop: comma-separated levels (default 1,2,4,8).
+  --request-rate LIST    Open loop: comma-separated rates, requests/s
+                         (e.g. 5,10,20); not with --concurrency.
+  --max-outstanding N    Open loop: most calls in flight (default 1024).
+  --seed N               Open loop: arrival seed, + step index (default 1);
+                         also seeds the random clips.
+  --warmup-seconds S     Per step, not measured (default 2).
+  --window-seconds S     Per step, measured (default 10).
+  --drain-seconds S      Per step, most wait for the window's calls after it
+                         (default 10); those left are cancelled, "unfinished".
+  --timeout-ms MS        Per-call deadline (default: none).
+ Payload:
+  --payload tensor|video Random clips (default), or --video's file sent
+                         encoded for the server to decode (clipserve only).
+  --video FILE           The video (implies --payload video).
+  --dtype uint8|fp32     Clip type (default uint8): uint8 [T, H, W, 3] frames
+                         or fp32 [3, T, H, W].
   --frames N --height N --width N
                          Clip shape (default: the model's).
-  --json FILE            Also write the results as JSON.
+  --batch B              Clips per request (kserve only; default 1).
+  --kserve-contents raw|typed
+                         KServe input in raw_input_contents (default) or in
+                         typed contents (uint_contents / fp32_contents).
+  --kserve-outputs LIST  Outputs to request, e.g. logits (default: all).
+ Output:
+  --json FILE            The run and its steps as JSON.
+  --csv FILE             One row per step, with a header row.
+A table goes to stdout; on a terminal, a live progress line to stderr.
+Exit status: 0 when some request succeeded, 1 when none did, 64 on usage.
 )";
+
+std::vector<double> RateList(const FlagReader& flags) {
+  std::vector<double> out;
+  const std::string text = flags.String("request-rate", "");
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    double v = 0;
+    if (!absl::SimpleAtod(part, &v) || !(v > 0) || v > 1e6) {
+      flags.Fail(absl::StrCat("--request-rate must list rates in (0, 1e6], got \"",
+                              text, "\""));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+std::chrono::milliseconds Millis(const FlagReader& flags, const std::string& name,
+                                 double dflt_seconds) {
+  return std::chrono::milliseconds(
+      static_cast<int64_t>(flags.Double(name, dflt_seconds) * 1000));
+}
+
+// Falls back to the flags when the model takes any size.
+int64_t Dim(int64_t from_model, int64_t fallback) {
+  return from_model > 0 ? from_model : fallback;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  using namespace clipserve::client;
-  std::vector<std::string> known = {"model",  "concurrency", "warmup-seconds",
-                                    "window-seconds", "dtype", "frames",
-                                    "height", "width", "json"};
+  std::vector<std::string> known = {
+      "model", "model-version", "protocol", "concurrency", "request-rate",
+      "max-outstanding", "seed", "warmup-seconds", "window-seconds",
+      "drain-seconds", "timeout-ms", "payload", "video", "dtype", "frames",
+      "height", "width", "batch", "kserve-contents", "kserve-outputs", "json",
+      "csv"};
   known.insert(known.end(), kChannelFlags.begin(), kChannelFlags.end());
   FlagReader flags(argc, argv, kUsage, known, kChannelSwitches);
-  auto channel = MakeChannelFromFlags(flags);
 
-  clipserve::v1::ClassifyRequest request;
-  request.set_model_name(flags.String("model", ""));
-  request.set_top_k(1);
-  // The clip shape defaults to the model's.
-  clipserve::v1::ModelMetadataResponse metadata;
-  if (const grpc::Status s =
-          FetchModelMetadata(channel, request.model_name(), &metadata);
-      !s.ok()) {
-    std::fprintf(stderr, "error: %s: %s\n", StatusCodeName(s.error_code()).c_str(),
-                 s.error_message().c_str());
-    return s.error_code();
+  // What to send.
+  const std::string protocol = flags.String("protocol", "clipserve");
+  if (protocol != "clipserve" && protocol != "kserve") {
+    flags.Fail("--protocol must be clipserve or kserve");
+  }
+  const bool kserve = protocol == "kserve";
+  const std::string payload =
+      flags.String("payload", flags.Has("video") ? "video" : "tensor");
+  if (payload != "tensor" && payload != "video") {
+    flags.Fail("--payload must be tensor or video");
+  }
+  const bool video = payload == "video";
+  if (video && kserve) {
+    flags.Fail(
+        "--payload video needs --protocol clipserve: the Open Inference "
+        "Protocol has no encoded-video input (decode the frames and send them "
+        "as --payload tensor)");
+  }
+  if (video && !flags.Has("video")) flags.Fail("--payload video needs --video FILE");
+  if (!video && flags.Has("video")) flags.Fail("--video needs --payload video");
+  if (video) {
+    for (const char* f : {"dtype", "frames", "height", "width"}) {
+      if (flags.Has(f)) flags.Fail(absl::StrCat("--", f, " is for tensor payloads"));
+    }
+  }
+  const int batch = static_cast<int>(flags.Int("batch", 1, 1, 4096));
+  if (!kserve && batch != 1) {
+    flags.Fail("--batch needs --protocol kserve: clipserve's Classify takes one clip");
+  }
+  if (!kserve && (flags.Has("kserve-contents") || flags.Has("kserve-outputs"))) {
+    flags.Fail("--kserve-contents and --kserve-outputs need --protocol kserve");
+  }
+  const std::string contents = flags.String("kserve-contents", "raw");
+  if (contents != "raw" && contents != "typed") {
+    flags.Fail("--kserve-contents must be raw or typed");
   }
   const std::string dtype = flags.String("dtype", "uint8");
   if (dtype != "uint8" && dtype != "fp32") flags.Fail("--dtype must be uint8 or fp32");
-  *request.mutable_clip() = RandomClip(
-      dtype == "fp32" ? clipserve::v1::FP32 : clipserve::v1::UINT8,
-      flags.Int("frames", ModelDim(metadata, 1, 16), 1, 4096),
-      flags.Int("height", ModelDim(metadata, 2, 224), 1, 8192),
-      flags.Int("width", ModelDim(metadata, 3, 224), 1, 8192), 1);
+  std::string model = flags.String("model", "");
+  const std::string version = flags.String("model-version", "");
+  if (kserve && model.empty()) flags.Fail("--protocol kserve needs --model");
 
-  StepOptions options;
-  options.warmup = std::chrono::milliseconds(
-      static_cast<int64_t>(flags.Double("warmup-seconds", 2) * 1000));
-  options.window = std::chrono::milliseconds(
-      static_cast<int64_t>(flags.Double("window-seconds", 10) * 1000));
-  if (options.window.count() <= 0) flags.Fail("--window-seconds must be > 0");
-
-  std::printf("%11s %10s %10s %10s %10s %10s %10s %10s %8s\n", "concurrency",
-              "clips/s", "p50 ms", "p90 ms", "p99 ms", "queue ms",
-              "compute ms", "batch", "errors");
-  std::vector<StepResult> steps;
-  for (int64_t c : flags.IntList("concurrency", {1, 2, 4, 8})) {
-    options.concurrency = static_cast<int>(c);
-    StepResult r = RunStep(channel, request, options);
-    int64_t errors = 0;
-    for (const auto& [code, n] : r.errors) errors += n;
-    std::printf("%11d %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %10.2f %8lld\n",
-                r.concurrency, r.throughput, r.p50_us / 1000, r.p90_us / 1000,
-                r.p99_us / 1000, r.mean_queue_us / 1000,
-                r.mean_compute_us / 1000, r.mean_batch_size,
-                static_cast<long long>(errors));
-    std::fflush(stdout);
-    steps.push_back(std::move(r));
+  // How to load.
+  if (flags.Has("concurrency") && flags.Has("request-rate")) {
+    flags.Fail("give --concurrency or --request-rate, not both");
   }
+  StepOptions options;
+  options.mode = flags.Has("request-rate") ? LoadMode::kRequestRate
+                                           : LoadMode::kConcurrency;
+  options.warmup = Millis(flags, "warmup-seconds", 2);
+  options.window = Millis(flags, "window-seconds", 10);
+  options.drain = Millis(flags, "drain-seconds", 10);
+  options.timeout = std::chrono::milliseconds(flags.Int("timeout-ms", 0, 0, 86400000));
+  options.max_outstanding =
+      static_cast<int>(flags.Int("max-outstanding", 1024, 1, 1 << 20));
+  const uint64_t seed = static_cast<uint64_t>(flags.Int("seed", 1, 0, INT64_MAX));
+  if (options.window.count() <= 0) flags.Fail("--window-seconds must be > 0");
+  std::vector<double> levels;
+  if (options.mode == LoadMode::kRequestRate) {
+    levels = RateList(flags);
+  } else {
+    for (int64_t c : flags.IntList("concurrency", {1, 2, 4, 8})) {
+      if (c > 100000) flags.Fail("--concurrency levels must be at most 100000");
+      levels.push_back(static_cast<double>(c));
+    }
+  }
+
+  auto channel = MakeChannelFromFlags(flags);
+  RunInfo run;
+  run.started = std::chrono::system_clock::now();
+  run.server = flags.String("server", "localhost:8001");
+  run.protocol = protocol;
+  run.payload = payload;
+  run.mode = options.mode;
+  run.batch = batch;
+  run.kserve_contents = kserve ? contents : "";
+  run.warmup_seconds = options.warmup.count() / 1000.0;
+  run.window_seconds = options.window.count() / 1000.0;
+  run.drain_seconds = options.drain.count() / 1000.0;
+  run.max_outstanding = options.max_outstanding;
+  run.seed = seed;
+  run.timeout_ms = options.timeout.count();
+
+  // The model's name and clip shape. Without metadata (e.g. an unknown
+  // model) the run goes on when the flags give the whole shape: the errors
+  // are then what it measures.
+  std::vector<int64_t> dims = {-1, -1, -1};  // T, H, W
+  grpc::Status meta_status;
+  if (kserve) {
+    inference::ModelMetadataResponse metadata;
+    meta_status = FetchKServeMetadata(channel, model, &metadata);
+    if (meta_status.ok()) {
+      model = metadata.name().empty() ? model : metadata.name();
+      if (version.empty() && metadata.versions_size() > 0) {
+        run.model_version = metadata.versions(metadata.versions_size() - 1);
+      }
+      if (auto d = KServeClipDims(metadata, dtype == "fp32" ? "FP32" : "UINT8")) dims = *d;
+    }
+  } else {
+    clipserve::v1::ModelMetadataResponse metadata;
+    meta_status = FetchModelMetadata(channel, model, &metadata);
+    if (meta_status.ok()) {
+      model = metadata.model_name();
+      if (version.empty()) run.model_version = metadata.model_version();
+      for (int i = 0; i < 3; ++i) dims[i] = ModelDim(metadata, i + 1, -1);
+    }
+  }
+  if (!version.empty()) run.model_version = version;
+  const int64_t frames = flags.Int("frames", Dim(dims[0], 16), 1, 4096);
+  const int64_t height = flags.Int("height", Dim(dims[1], 224), 1, 8192);
+  const int64_t width = flags.Int("width", Dim(dims[2], 224), 1, 8192);
+  if (!meta_status.ok()) {
+    const bool shape_known = video || (flags.Has("frames") && flags.Has("height") &&
+                                       flags.Has("width"));
+    std::fprintf(stderr, "%s: model metadata: %s: %s\n",
+                 shape_known ? "warning" : "error",
+                 StatusCodeName(meta_status.error_code()).c_str(),
+                 meta_status.error_message().c_str());
+    if (!shape_known) return meta_status.error_code();
+    std::fprintf(stderr, "warning: going on with %s\n",
+                 video ? "the video" : "the shape --frames/--height/--width give");
+  }
+  run.model = model;
+
+  // The request, built once; every call of every step sends it.
+  std::unique_ptr<LoadTarget> target;
+  const clipserve::v1::DataType type =
+      dtype == "fp32" ? clipserve::v1::FP32 : clipserve::v1::UINT8;
+  if (kserve) {
+    std::vector<clipserve::v1::Tensor> clips;
+    for (int b = 0; b < batch; ++b) {
+      clips.push_back(RandomClip(type, frames, height, width, seed + b));
+    }
+    std::vector<std::string> outputs;
+    if (flags.Has("kserve-outputs")) {
+      outputs = absl::StrSplit(flags.String("kserve-outputs", ""), ',', absl::SkipEmpty());
+    }
+    auto request = BuildKServeRequest(model, version, clips, contents == "raw"
+                                          ? KServeContents::kRaw : KServeContents::kTyped,
+                                      outputs);
+    if (!request.ok()) flags.Fail(std::string(request.status().message()));
+    run.dtype = dtype;
+    run.shape.assign(request->inputs(0).shape().begin(), request->inputs(0).shape().end());
+    target = MakeKServeTarget(channel, *std::move(request));
+  } else {
+    clipserve::v1::ClassifyRequest request;
+    request.set_model_name(model);
+    request.set_model_version(version);
+    request.set_top_k(1);
+    if (video) {
+      const std::string path = flags.String("video", "");
+      std::ifstream in(path, std::ios::binary);
+      if (!in) flags.Fail(absl::StrCat("cannot read ", path));
+      std::stringstream bytes;
+      bytes << in.rdbuf();
+      request.mutable_video()->set_data(bytes.str());
+      run.video = path;
+      run.video_bytes = static_cast<int64_t>(request.video().data().size());
+    } else {
+      *request.mutable_clip() = RandomClip(type, frames, height, width, seed);
+      run.dtype = dtype;
+      run.shape.assign(request.clip().shape().begin(), request.clip().shape().end());
+    }
+    target = MakeClipserveTarget(channel, std::move(request));
+  }
+
+  options.progress = isatty(STDERR_FILENO) == 1;
+  std::fputs(TableHeader(options.mode, video).c_str(), stdout);
+  std::fflush(stdout);
+  std::vector<StepResult> steps;
+  for (size_t i = 0; i < levels.size(); ++i) {
+    if (options.mode == LoadMode::kConcurrency) {
+      options.concurrency = static_cast<int>(levels[i]);
+      options.progress_label = absl::StrCat("concurrency ", options.concurrency);
+    } else {
+      options.request_rate = levels[i];
+      options.seed = seed + i;
+      options.progress_label = absl::StrCat("rate ", levels[i], "/s");
+    }
+    steps.push_back(RunStep(*target, options));
+    std::fputs(TableRow(steps.back(), video).c_str(), stdout);
+    std::fflush(stdout);
+  }
+  run.finished = std::chrono::system_clock::now();
+
+  int status = 0;
   if (flags.Has("json")) {
-    std::ofstream(flags.String("json", "")) << StepsToJson(steps);
+    const std::string path = flags.String("json", "");
+    std::ofstream out(path);
+    out << ReportJson(run, steps);
+    if (!out.flush()) {
+      std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+      status = 1;
+    }
+  }
+  if (flags.Has("csv")) {
+    const std::string path = flags.String("csv", "");
+    std::ofstream out(path);
+    out << ReportCsv(run, steps);
+    if (!out.flush()) {
+      std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+      status = 1;
+    }
   }
   int64_t ok = 0;
-  for (const StepResult& s : steps) ok += s.ok;
-  return ok > 0 ? 0 : 1;
+  for (const StepResult& s : steps) ok += s.ok + s.ok_received;
+  if (ok == 0) {
+    std::fprintf(stderr, "error: no request succeeded\n");
+    status = 1;
+  }
+  return status;
 }

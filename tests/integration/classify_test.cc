@@ -460,12 +460,8 @@ TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
   for (int i = 0; i < 8; ++i) calls.push_back(CallAsync(server->Channel(), Request("slow", i)));
   // Wait until the server holds all 8 (queued or computing).
   const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
-  double held = 0;
-  for (int i = 0; i < 500 && held < 8; ++i) {
-    held = MetricValue(server->ScrapeMetrics(), inflight);
-    if (held < 8) std::this_thread::sleep_for(milliseconds(10));
-  }
-  ASSERT_EQ(held, 8) << "the server never held all 8 requests";
+  ASSERT_EQ(server->WaitForMetric(inflight, 8), 8)
+      << "the server never held all 8 requests";
 
   server->Signal(SIGTERM);
   ASSERT_TRUE(server->WaitForLog("draining", milliseconds(5000)));

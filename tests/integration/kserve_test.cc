@@ -125,7 +125,7 @@ class KServeTest : public ::testing::Test {
     WriteScriptModel(repo_->path(), "gate",
                      ModelConfigText("gate", 1, kT, kH, kW, kClasses,
                                      "dynamic_batching { max_queue_size: 3 }"),
-                     SlowForward(150), kClasses);
+                     SlowForward(80), kClasses);
     server_ = ServerProcess::Start({"--model-repository", repo_->path()}).release();
     ASSERT_NE(server_, nullptr);
   }
@@ -144,12 +144,8 @@ class KServeTest : public ::testing::Test {
   void WaitForGate(int n) {
     const std::string series =
         "clipserve_inflight_requests{model=\"gate\",version=\"1\"}";
-    double held = 0;
-    for (int i = 0; i < 500 && held < n; ++i) {
-      held = MetricValue(server_->ScrapeMetrics(), series);
-      if (held < n) std::this_thread::sleep_for(milliseconds(10));
-    }
-    ASSERT_EQ(held, n) << "the server never held " << n << " requests";
+    ASSERT_EQ(server_->WaitForMetric(series, n), n)
+        << "the server never held " << n << " requests";
   }
 
   static TempDir* repo_;
@@ -393,12 +389,7 @@ TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
   std::vector<std::future<InferResult>> calls;
   for (int i = 0; i < 4; ++i) calls.push_back(InferAsync(server->Channel(), InferRequest("slow", 1, i)));
   const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
-  double held = 0;
-  for (int i = 0; i < 500 && held < 4; ++i) {
-    held = MetricValue(server->ScrapeMetrics(), inflight);
-    if (held < 4) std::this_thread::sleep_for(milliseconds(10));
-  }
-  ASSERT_EQ(held, 4);
+  ASSERT_EQ(server->WaitForMetric(inflight, 4), 4);
   server->Signal(SIGTERM);
   ASSERT_TRUE(server->WaitForLog("shutting down", milliseconds(5000)));
   InferResult late = Infer(server->Channel(), InferRequest("slow", 1, 9));

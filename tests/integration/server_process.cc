@@ -158,6 +158,17 @@ std::string ServerProcess::Log() const {
   return log_;
 }
 
+double ServerProcess::WaitForMetric(const std::string& series, double value,
+                                    std::chrono::milliseconds timeout) const {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  double seen = MetricValue(ScrapeMetrics(), series);
+  while (seen < value && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    seen = MetricValue(ScrapeMetrics(), series);
+  }
+  return seen;
+}
+
 double MetricValue(const std::string& scrape, const std::string& series) {
   const std::string key = "\n" + series + " ";
   const size_t at = ("\n" + scrape).find(key);

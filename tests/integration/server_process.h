@@ -42,6 +42,11 @@ class ServerProcess {
   int metrics_port() const { return metrics_port_; }
   // GET http://127.0.0.1:<metrics_port>/metrics: the body, or "" on failure.
   std::string ScrapeMetrics() const;
+  // Scrapes until the series `series` reaches at least `value` or `timeout`
+  // passes; the last value seen (-1: absent).
+  double WaitForMetric(const std::string& series, double value,
+                       std::chrono::milliseconds timeout =
+                           std::chrono::milliseconds(30000)) const;
   std::string address() const;
   std::shared_ptr<grpc::Channel> Channel() const;
 
