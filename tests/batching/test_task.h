@@ -4,8 +4,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "absl/status/status.h"
 #include "batching/batch_queue.h"
@@ -75,6 +78,49 @@ inline std::vector<Task*> TasksOf(const Batch& batch) {
 // Completes every task of `batch` with OK, as a processor would.
 inline void CompleteAll(const Batch& batch) {
   for (const Batch::Entry& e : batch.entries) AsTestTask(e.task)->Complete();
+}
+
+// What a stress test planned for one task, and whether Enqueue took it.
+struct StressPlan {
+  bool expired = false;        // deadline before it is enqueued
+  bool cancel_before = false;  // cancelled before it is enqueued
+  bool cancel_after = false;   // cancelled racing with the batcher
+  bool accepted = false;
+};
+
+// Checks that every accepted task completed exactly once with the status its
+// plan implies, and that refused ones never completed; `processed` tasks
+// were completed OK by the consumers. Returns how many were accepted.
+inline int ExpectStressOutcome(const std::vector<StressPlan>& plans,
+                               const std::vector<std::unique_ptr<TestTask>>& tasks,
+                               int processed) {
+  int accepted = 0, failed = 0;
+  for (size_t i = 0; i < plans.size(); ++i) {
+    const StressPlan& plan = plans[i];
+    const TestTask& t = *tasks[i];
+    if (!plan.accepted) {
+      EXPECT_EQ(t.completions(), 0) << "task " << i;
+      continue;
+    }
+    ++accepted;
+    EXPECT_EQ(t.completions(), 1) << "task " << i;
+    const absl::StatusCode code = t.status().code();
+    if (code != absl::StatusCode::kOk) ++failed;
+    if (plan.expired) {
+      EXPECT_EQ(code, absl::StatusCode::kDeadlineExceeded) << "task " << i;
+    } else if (plan.cancel_before) {
+      EXPECT_EQ(code, absl::StatusCode::kCancelled) << "task " << i;
+    } else if (plan.cancel_after) {
+      EXPECT_TRUE(code == absl::StatusCode::kOk ||
+                  code == absl::StatusCode::kCancelled)
+          << "task " << i << ": " << t.status();
+    } else {
+      EXPECT_EQ(code, absl::StatusCode::kOk) << "task " << i;
+    }
+  }
+  EXPECT_EQ(processed + failed, accepted);
+  EXPECT_GT(accepted, 0);
+  return accepted;
 }
 
 }  // namespace clipserve::batching::testing

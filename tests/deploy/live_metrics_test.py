@@ -47,7 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, HERE)
 import check_dashboard  # noqa: E402
-from live_util import (Children, Failure, check, die_with_parent, http_get,  # noqa: E402
+from live_util import (Children, Failure, check, die_with_parent, finish, http_get,  # noqa: E402
                        install_signal_handlers, log, start_clipserve, start_prometheus, wait_for)
 from metrics_doc import documented_metrics, duration_buckets  # noqa: E402
 
@@ -470,13 +470,7 @@ def main():
         print(f"FAIL: {e}", flush=True)
         return 1
     finally:
-        children.stop_all()
-        if failed:
-            children.dump_logs()
-        if args.keep or (failed and os.environ.get("CLIPSERVE_KEEP_TMP")):
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finish(children, tmp, failed, args.keep)
 
 
 if __name__ == "__main__":

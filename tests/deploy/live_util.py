@@ -10,6 +10,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -207,3 +208,15 @@ def start_prometheus(children, prometheus, config, tmp, timeout=60):
 
     wait_for("Prometheus to be ready", ready, timeout)
     return proc, Prometheus(port)
+
+
+def finish(children, tmp, failed, keep):
+    """Stops every child, shows their logs on failure, and removes `tmp`
+    (kept with `keep`, or on failure with CLIPSERVE_KEEP_TMP set)."""
+    children.stop_all()
+    if failed:
+        children.dump_logs()
+    if keep or (failed and os.environ.get("CLIPSERVE_KEEP_TMP")):
+        log(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
