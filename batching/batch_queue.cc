@@ -98,6 +98,7 @@ absl::Status BatchQueue::Enqueue(Task* task) {
   const uint32_t priority = task->priority();
   DroppedList dropped;
   bool notify;
+  bool notify_expiry;
   {
     std::unique_lock<std::mutex> lock(mu_);
     if (closed_) {
@@ -140,9 +141,11 @@ absl::Status BatchQueue::Enqueue(Task* task) {
     }
     ++queued_;
     notify = notify || q.slots >= min_ready_slots_;
+    notify_expiry = deadline < expiry_wake_;
   }
   FailDropped(dropped);
   if (notify) cv_.notify_one();
+  if (notify_expiry) expiry_cv_.notify_one();
   return absl::OkStatus();
 }
 
@@ -187,12 +190,48 @@ std::optional<Batch> BatchQueue::NextBatch() {
   }
 }
 
+void BatchQueue::ExpireUntilClosed() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!closed_) {
+    const TimePoint now = options_.clock->Now();
+    DroppedList dropped;
+    TimePoint next = TimePoint::max();
+    for (auto it = keys_.begin(); it != keys_.end();) {
+      KeyQueue& q = it->second;
+      if (q.earliest_deadline <= now) {
+        // Reached (or stale-early): drop the dead, then refresh.
+        DropDeadLocked(q, now, INT_MAX, &dropped);
+        q.earliest_deadline = TimePoint::max();
+        for (const Queued& e : q.tasks) {
+          q.earliest_deadline = std::min(q.earliest_deadline, e.task->deadline());
+        }
+      }
+      next = std::min(next, q.earliest_deadline);
+      if (q.tasks.empty()) {
+        it = keys_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!dropped.empty()) {
+      // Tasks may arrive meanwhile: scan again before sleeping.
+      lock.unlock();
+      FailDropped(dropped);
+      lock.lock();
+      continue;
+    }
+    expiry_wake_ = next;
+    options_.clock->WaitUntil(expiry_cv_, lock, next);
+  }
+}
+
 void BatchQueue::Close() {
   {
     std::lock_guard<std::mutex> l(mu_);
     closed_ = true;
   }
   cv_.notify_all();
+  expiry_cv_.notify_all();
 }
 
 size_t BatchQueue::queued() const {

@@ -30,7 +30,9 @@
 //    cap still goes, alone).
 //  * A task whose deadline has passed, or which is cancelled, is failed
 //    (DEADLINE_EXCEEDED / CANCELLED) when the batcher reaches it, and never
-//    takes a batch slot, nor counts towards making a batch ready.
+//    takes a batch slot, nor counts towards making a batch ready. With a
+//    thread in ExpireUntilClosed(), an expired task is failed at its
+//    deadline even while no consumer looks at the queue.
 //  * Enqueue fails at once, without queueing, when max_queue_size tasks are
 //    queued (RESOURCE_EXHAUSTED, naming the limit), when the task is larger than
 //    max_batch_size (INVALID_ARGUMENT), or after Close() (UNAVAILABLE).
@@ -108,6 +110,12 @@ class BatchQueue {
   // queue is closed and empty. Tasks dropped for deadline or cancellation on
   // the way are failed before it returns.
   std::optional<Batch> NextBatch();
+
+  // Fails each queued task at its deadline (DEADLINE_EXCEEDED), and the
+  // cancelled tasks it meets on the way, also while every consumer is busy
+  // running a batch and none is in NextBatch(). Blocks until Close(); for one
+  // dedicated thread (BatchScheduler runs it).
+  void ExpireUntilClosed();
 
   // Stops accepting tasks and makes every queued one ready. Idempotent.
   void Close();
@@ -187,6 +195,10 @@ class BatchQueue {
   const int min_ready_slots_;         // smallest preferred size, or max
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  // ExpireUntilClosed() sleeps on expiry_cv_ until expiry_wake_, the
+  // earliest deadline queued when it went to sleep.
+  std::condition_variable expiry_cv_;
+  TimePoint expiry_wake_ = TimePoint::max();
   std::unordered_map<BatchKey, KeyQueue> keys_;  // no empty KeyQueue
   size_t queued_ = 0;
   uint64_t next_seq_ = 0;

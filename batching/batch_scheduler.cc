@@ -33,6 +33,7 @@ BatchScheduler::BatchScheduler(BatchSchedulerOptions options,
       }
     });
   }
+  expiry_ = std::thread([this] { queue_.ExpireUntilClosed(); });
 }
 
 BatchScheduler::~BatchScheduler() { Shutdown(); }
@@ -41,6 +42,7 @@ void BatchScheduler::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     queue_.Close();
     for (std::thread& t : instances_) t.join();
+    expiry_.join();
   });
 }
 

@@ -2,7 +2,9 @@
 //
 // Each instance is one thread that pulls the next ready batch and runs the
 // caller's BatchProcessor on it; while every instance is busy the queue keeps
-// filling, so the next batch comes out larger.
+// filling, so the next batch comes out larger. One more thread fails queued
+// tasks at their deadlines (BatchQueue::ExpireUntilClosed), so a request
+// that cannot start in time is answered then, not when an instance is free.
 #ifndef CLIPSERVE_BATCHING_BATCH_SCHEDULER_H_
 #define CLIPSERVE_BATCHING_BATCH_SCHEDULER_H_
 
@@ -52,6 +54,7 @@ class BatchScheduler {
   BatchQueue queue_;
   BatchProcessor processor_;
   std::vector<std::thread> instances_;
+  std::thread expiry_;
   std::once_flag shutdown_once_;
 };
 

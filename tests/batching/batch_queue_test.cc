@@ -444,6 +444,51 @@ TEST_F(BatchQueueTest, ExpiredTaskIsAnsweredAtItsDeadlineNotAfterTheDelay) {
   CompleteAll(*batch);
 }
 
+// Waits (real time, bounded) for another thread to complete `task`.
+bool Completed(const TestTask& task) {
+  for (int i = 0; i < 10000 && task.completions() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return task.completions() == 1;
+}
+
+TEST_F(BatchQueueTest, ExpiryThreadFailsTasksAtTheirDeadlineWithNoConsumer) {
+  // No consumer at all (as when every instance is busy): only the expiry
+  // thread answers expired tasks, each at its deadline.
+  BatchQueue queue(Options(4, hours(1)));
+  TestTask keeper(kA);
+  TestTask later(kA, 1, clock_.Now() + milliseconds(100));
+  ASSERT_TRUE(queue.Enqueue(&keeper).ok());
+  ASSERT_TRUE(queue.Enqueue(&later).ok());
+  std::thread expiry([&] { queue.ExpireUntilClosed(); });
+  clock_.BlockUntilWaiters(1);  // asleep until `later`'s deadline
+  clock_.Advance(milliseconds(99));
+  EXPECT_EQ(later.completions(), 0);
+  clock_.Advance(milliseconds(1));
+  clock_.BlockUntilWaiters(1);  // woke, failed it, asleep again
+  EXPECT_EQ(later.completions(), 1);
+  EXPECT_EQ(later.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(later.status().message(),
+            "deadline exceeded after waiting 100.0 ms in the queue");
+  EXPECT_EQ(queue.queued(), 1u);
+
+  // A task with an earlier deadline than the thread sleeps for wakes it.
+  TestTask soon(kB, 1, clock_.Now() + milliseconds(5));
+  ASSERT_TRUE(queue.Enqueue(&soon).ok());
+  clock_.Advance(milliseconds(5));
+  ASSERT_TRUE(Completed(soon));
+  EXPECT_EQ(soon.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(keeper.completions(), 0);
+  EXPECT_EQ(queue.queued(), 1u);
+
+  queue.Close();
+  expiry.join();  // returns once closed
+  std::optional<Batch> batch = NextBatchAtOnce(queue, clock_);
+  ASSERT_TRUE(batch.has_value());
+  EXPECT_THAT(TasksOf(*batch), ElementsAre(&keeper));
+  CompleteAll(*batch);
+}
+
 TEST_F(BatchQueueTest, CancelledTaskIsFailedAndTakesNoSlot) {
   BatchQueue queue(Options(8, Duration::zero()));
   TestTask t1(kA), cancelled(kA), t2(kA);

@@ -267,13 +267,15 @@ TEST_F(KServeTest, TimeoutParameterExpiresAQueuedRequest) {
   auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
   WaitForGate(1);
   // Queued behind the blocker, 100 ms is not enough: it is dropped without
-  // running (answered when the instance comes back to the queue).
+  // running, and answered at its deadline, while the blocker still runs.
   ModelInferRequest hurried = InferRequest("gate", 1, 2);
   (*hurried.mutable_parameters())["timeout"].set_int64_param(100000);
   InferResult rt = Infer(Channel(), hurried);
   EXPECT_EQ(rt.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
       << rt.status.error_message();
-  ASSERT_TRUE(blocker.get().status.ok());
+  InferResult rb = blocker.get();
+  ASSERT_TRUE(rb.status.ok());
+  EXPECT_LT(rt.done, rb.done);
 
   ModelInferRequest bad = InferRequest("gate", 1, 3);
   (*bad.mutable_parameters())["timeout"].set_string_param("100ms");
