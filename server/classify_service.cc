@@ -177,16 +177,11 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     return call;
   }
   call->set_model(*model);
-  if (draining_.load(std::memory_order_acquire)) {
+  if (models_->draining()) {
     call->FinishNow(absl::UnavailableError("server is shutting down"));
     return call;
   }
-  batching::TimePoint deadline = SteadyDeadline(context->deadline());
-  if (deadline == batching::TimePoint::max() &&
-      (*model)->default_timeout() > batching::Duration::zero()) {
-    deadline = std::chrono::steady_clock::now() + (*model)->default_timeout();
-  }
-  call->set_deadline(deadline);
+  call->set_deadline((*model)->Deadline(SteadyDeadline(context->deadline())));
   absl::StatusOr<uint32_t> level = (*model)->PriorityLevel(request->priority());
   if (!level.ok()) {
     call->FinishNow(level.status());
@@ -229,12 +224,8 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
 grpc::ServerUnaryReactor* ClassifyService::GetModelMetadata(
     grpc::CallbackServerContext* context, const v1::ModelMetadataRequest* request,
     v1::ModelMetadataResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::StatusOr<ServedModel*> model = models_->Find(request->model_name(), "");
-  if (!model.ok()) {
-    reactor->Finish(ToGrpcStatus(model.status()));
-    return reactor;
-  }
+  if (!model.ok()) return FinishUnary(context, model.status());
   const ServedModel& m = **model;
   response->set_model_name(m.name());
   response->set_model_version(m.version());
@@ -248,8 +239,7 @@ grpc::ServerUnaryReactor* ClassifyService::GetModelMetadata(
   response->set_has_labels(!m.labels().empty());
   response->set_untrained(m.untrained());
   for (const std::string& d : m.devices()) response->add_devices(d);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return FinishUnary(context, absl::OkStatus());
 }
 
 }  // namespace clipserve::server

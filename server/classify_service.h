@@ -2,8 +2,6 @@
 #ifndef CLIPSERVE_SERVER_CLASSIFY_SERVICE_H_
 #define CLIPSERVE_SERVER_CLASSIFY_SERVICE_H_
 
-#include <atomic>
-
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "server/decode_pool.h"
 #include "server/metrics.h"
@@ -23,9 +21,6 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
         video_limits_(video_limits),
         metrics_(metrics) {}
 
-  // From now on new requests get UNAVAILABLE; queued ones still complete.
-  void StartDraining() { draining_.store(true, std::memory_order_release); }
-
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
                                      const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;
@@ -40,7 +35,6 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   DecodePool* const decoders_;
   const video::Limits video_limits_;
   Metrics* const metrics_;
-  std::atomic<bool> draining_{false};
 };
 
 }  // namespace clipserve::server

@@ -14,26 +14,27 @@ std::string SizeString(int64_t d) { return d < 0 ? "any" : absl::StrCat(d); }
 
 }  // namespace
 
-absl::Status CheckClipFitsModel(const runtime::ClipShape& shape,
-                                const runtime::ModelSpec& spec,
-                                absl::string_view model_name,
-                                absl::string_view what,
-                                absl::string_view layout_note) {
+bool ClipFitsModel(const runtime::ClipShape& shape, const runtime::ModelSpec& spec) {
+  auto fits = [](int64_t got, int64_t want) { return want < 0 || got == want; };
+  return shape.channels == spec.input.channels &&
+         fits(shape.frames, spec.input.frames) &&
+         fits(shape.height, spec.input.height) && fits(shape.width, spec.input.width);
+}
+
+absl::Status ClipMisfitError(const runtime::ClipShape& shape,
+                             const runtime::ModelSpec& spec,
+                             absl::string_view model_name, absl::string_view what,
+                             absl::string_view layout_note) {
   const runtime::ClipShape& want = spec.input;
   if (shape.channels != want.channels) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, " has ", shape.channels, " channels; model '", model_name,
         "' takes ", want.channels, " (", layout_note, ")"));
   }
-  auto fits = [](int64_t got, int64_t w) { return w < 0 || got == w; };
-  if (!fits(shape.frames, want.frames) || !fits(shape.height, want.height) ||
-      !fits(shape.width, want.width)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " is ", shape.frames, " x ", shape.height, " x ", shape.width,
-        " (T x H x W); model '", model_name, "' takes ", SizeString(want.frames),
-        " x ", SizeString(want.height), " x ", SizeString(want.width)));
-  }
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " is ", shape.frames, " x ", shape.height, " x ", shape.width,
+      " (T x H x W); model '", model_name, "' takes ", SizeString(want.frames),
+      " x ", SizeString(want.height), " x ", SizeString(want.width)));
 }
 
 absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
@@ -73,11 +74,10 @@ absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
   } else {
     clip.shape = {shape[0], shape[1], shape[2], shape[3]};
   }
-  if (absl::Status s = CheckClipFitsModel(
-          clip.shape, spec, model_name, "clip",
-          absl::StrCat(v1::DataType_Name(tensor.dtype()), " layout is ", layout));
-      !s.ok()) {
-    return s;
+  if (!ClipFitsModel(clip.shape, spec)) {
+    return ClipMisfitError(
+        clip.shape, spec, model_name, "clip",
+        absl::StrCat(v1::DataType_Name(tensor.dtype()), " layout is ", layout));
   }
   // Four dimensions below 2^20 and a 4-byte element fit in 128 bits.
   const unsigned __int128 want_bytes =

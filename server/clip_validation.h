@@ -16,10 +16,14 @@ namespace clipserve::server {
 // Largest T, H or W a clip may have (keeps BatchKey exact).
 inline constexpr int64_t kMaxClipDim = (1 << 20) - 1;
 
-// OK when clips of `shape` (channels first) fit a model of `spec`: same
-// channels, and T, H, W equal wherever the model fixes them. Otherwise
-// INVALID_ARGUMENT naming `what` (the tensor), the model, and `layout_note`.
-absl::Status CheckClipFitsModel(const runtime::ClipShape& shape,
+// Whether clips of `shape` (channels first) fit a model of `spec`: same
+// channels, and T, H, W equal wherever the model fixes them.
+bool ClipFitsModel(const runtime::ClipShape& shape, const runtime::ModelSpec& spec);
+
+// Why a clip of `shape` does not fit (call when ClipFitsModel is false, so
+// that the message costs nothing on good requests): INVALID_ARGUMENT naming
+// `what` (the tensor), the model, and `layout_note`.
+absl::Status ClipMisfitError(const runtime::ClipShape& shape,
                                 const runtime::ModelSpec& spec,
                                 absl::string_view model_name,
                                 absl::string_view what,

@@ -51,7 +51,7 @@ class InferCall : public InferenceTask {
     if (!model.ok()) return model.status();
     model_ = *model;
     accounting_.BindModel(&model_->metrics());
-    if (service.draining()) {
+    if (service.models().draining()) {
       return absl::UnavailableError("server is shutting down");
     }
     io_ = IoOf(*model_);
@@ -62,15 +62,13 @@ class InferCall : public InferenceTask {
     absl::StatusOr<uint32_t> level = model_->PriorityLevel(parsed_.priority);
     if (!level.ok()) return level.status();
     set_priority(*level);
-    batching::TimePoint deadline = call_deadline;
-    const auto now = std::chrono::steady_clock::now();
+    // The `timeout` parameter is the client's too: the earlier one wins.
     if (parsed_.timeout_us > 0) {
-      deadline = std::min(deadline, now + std::chrono::microseconds(parsed_.timeout_us));
-    } else if (deadline == batching::TimePoint::max() &&
-               model_->default_timeout() > batching::Duration::zero()) {
-      deadline = now + model_->default_timeout();
+      call_deadline = std::min(call_deadline,
+                               std::chrono::steady_clock::now() +
+                                   std::chrono::microseconds(parsed_.timeout_us));
     }
-    set_deadline(deadline);
+    set_deadline(model_->Deadline(call_deadline));
     set_clip(parsed_.clip, ClipKey());
     absl::Status s = model_->Enqueue(this);
     // Triton's clients retry UNAVAILABLE; a full queue is that, for them.
@@ -144,18 +142,18 @@ class InferStream final
 
   // Queues `answer` for writing; called once per request read.
   void Deliver(std::unique_ptr<ModelStreamInferResponse> answer) {
-    bool start = false;
+    const ModelStreamInferResponse* start = nullptr;
     {
       std::lock_guard<std::mutex> lock(mu_);
       --pending_;
       if (!broken_) {
         writes_.push_back(std::move(answer));
-        start = !writing_;
+        if (!writing_) start = writes_.front().get();
         writing_ = true;
       }
     }
-    if (start) {
-      StartWrite(writes_front());
+    if (start != nullptr) {
+      StartWrite(start);
     } else {
       MaybeFinish();
     }
@@ -207,11 +205,6 @@ class InferStream final
   void NextRead() {
     read_ = std::make_unique<ModelInferRequest>();
     StartRead(read_.get());
-  }
-
-  const ModelStreamInferResponse* writes_front() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return writes_.front().get();
   }
 
   // Finishes the stream once nothing is left to read, answer or write.
@@ -311,34 +304,24 @@ grpc::ServerUnaryReactor* KServeService::ServerLive(
     grpc::CallbackServerContext* context, const inference::ServerLiveRequest*,
     inference::ServerLiveResponse* response) {
   response->set_live(true);
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
-  response->set_ready(!draining() && !models_->models().empty());
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  response->set_ready(!models_->draining() && !models_->models().empty());
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelReady(
     grpc::CallbackServerContext* context,
     const inference::ModelReadyRequest* request,
     inference::ModelReadyResponse* response) {
-  auto* reactor = context->DefaultReactor();
   absl::StatusOr<ServedModel*> model =
       models_->Find(request->name(), request->version());
-  if (!model.ok()) {
-    reactor->Finish(ToGrpcStatus(model.status()));
-    return reactor;
-  }
-  response->set_ready(!draining());
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  if (model.ok()) response->set_ready(!models_->draining());
+  return FinishUnary(context, model.status());
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(
@@ -346,29 +329,23 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
     inference::ServerMetadataResponse* response) {
   response->set_name(kServerName);
   response->set_version(CLIPSERVE_VERSION);
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelMetadata(
     grpc::CallbackServerContext* context,
     const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
-  auto* reactor = context->DefaultReactor();
   absl::StatusOr<ServedModel*> model =
       models_->Find(request->name(), request->version());
-  if (!model.ok()) {
-    reactor->Finish(ToGrpcStatus(model.status()));
-    return reactor;
+  if (model.ok()) {
+    const ServedModel& m = **model;
+    response->set_name(m.name());
+    response->add_versions(m.version());
+    response->set_platform(m.config().backend());
+    kserve::FillTensorMetadata(IoOf(m), response);
   }
-  const ServedModel& m = **model;
-  response->set_name(m.name());
-  response->add_versions(m.version());
-  response->set_platform(m.config().backend());
-  kserve::FillTensorMetadata(IoOf(m), response);
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return FinishUnary(context, model.status());
 }
 
 grpc::ServerUnaryReactor* KServeService::ModelInfer(

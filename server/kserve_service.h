@@ -10,7 +10,6 @@
 #ifndef CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 #define CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 
-#include <atomic>
 
 #include "inference/grpc_service.grpc.pb.h"
 #include "server/metrics.h"
@@ -24,11 +23,6 @@ class KServeService final
   // `models` and `metrics` must outlive the service.
   KServeService(const ModelRepository* models, Metrics* metrics)
       : models_(models), metrics_(metrics) {}
-
-  // From now on ServerReady and ModelReady say false and new inference
-  // requests get UNAVAILABLE; queued ones still complete.
-  void StartDraining() { draining_.store(true, std::memory_order_release); }
-  bool draining() const { return draining_.load(std::memory_order_acquire); }
 
   const ModelRepository& models() const { return *models_; }
   Metrics* metrics() const { return metrics_; }
@@ -64,7 +58,6 @@ class KServeService final
  private:
   const ModelRepository* const models_;
   Metrics* const metrics_;
-  std::atomic<bool> draining_{false};
 };
 
 }  // namespace clipserve::server

@@ -88,12 +88,13 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
         absl::StrCat("unknown input '", input.name(), "': model '",
                      io.model_name, "' takes one input, '", io.input_name, "'"));
   }
-  const std::string what = absl::StrCat("input '", input.name(), "'");
+  // Messages name the input; built only on the error paths.
+  const auto what = [&input] { return absl::StrCat("input '", input.name(), "'"); };
   out->raw = request.raw_input_contents_size() > 0;
   if (out->raw) {
     if (input.has_contents()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, " sets contents while the request uses raw_input_contents; "
+          what(), " sets contents while the request uses raw_input_contents; "
                 "use one or the other"));
     }
     if (request.raw_input_contents_size() != request.inputs_size()) {
@@ -107,7 +108,7 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
   const bool uint8 = input.datatype() == "UINT8";
   if (!uint8 && input.datatype() != "FP32") {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": datatype ", input.datatype().empty() ? "(empty)" : input.datatype(),
+        what(), ": datatype ", input.datatype().empty() ? "(empty)" : input.datatype(),
         " is not accepted; model '", io.model_name, "' takes UINT8 [B, T, H, W, ",
         c, "] or FP32 [B, ", c, ", T, H, W]"));
   }
@@ -115,20 +116,20 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
   const char* layout = uint8 ? "[B, T, H, W, C]" : "[B, C, T, H, W]";
   if (shape.size() != 5) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, ": shape must be ", layout, " for ", input.datatype(),
+        absl::StrCat(what(), ": shape must be ", layout, " for ", input.datatype(),
                      ", got ", ShapeString(shape)));
   }
   for (int64_t d : shape) {
     if (d <= 0 || d > kMaxClipDim) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": shape ", ShapeString(shape),
+          what(), ": shape ", ShapeString(shape),
           " has a dimension that is not in 1..", kMaxClipDim));
     }
   }
   const int64_t batch = shape[0];
   if (batch > io.max_batch_size) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, ": a batch of ", batch, " clips exceeds model '", io.model_name,
+        what(), ": a batch of ", batch, " clips exceeds model '", io.model_name,
         "''s max_batch_size, ", io.max_batch_size));
   }
   runtime::ClipView& clip = out->clip;
@@ -136,11 +137,9 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
   clip.count = batch;
   clip.shape = uint8 ? runtime::ClipShape{shape[4], shape[1], shape[2], shape[3]}
                      : runtime::ClipShape{shape[1], shape[2], shape[3], shape[4]};
-  if (absl::Status s = CheckClipFitsModel(
-          clip.shape, io.spec, io.model_name, what,
-          absl::StrCat(input.datatype(), " layout is ", layout));
-      !s.ok()) {
-    return s;
+  if (!ClipFitsModel(clip.shape, io.spec)) {
+    return ClipMisfitError(clip.shape, io.spec, io.model_name, what(),
+                           absl::StrCat(input.datatype(), " layout is ", layout));
   }
   // Five dimensions below 2^20 fit in 100 bits.
   const unsigned __int128 elements = static_cast<unsigned __int128>(batch) *
@@ -156,7 +155,7 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
     const unsigned __int128 want = elements * runtime::ElementSize(clip.dtype);
     if (bytes.size() != want) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": raw_input_contents[0] has ", bytes.size(), " bytes; shape ",
+          what(), ": raw_input_contents[0] has ", bytes.size(), " bytes; shape ",
           ShapeString(shape), " of ", input.datatype(), " needs ", needs(want)));
     }
     clip.data = bytes.data();
@@ -164,7 +163,7 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
     const auto& values = input.contents().uint_contents();
     if (static_cast<unsigned __int128>(values.size()) != elements) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": contents.uint_contents has ", values.size(),
+          what(), ": contents.uint_contents has ", values.size(),
           " values; shape ", ShapeString(shape), " needs ", needs(elements)));
     }
     out->converted.resize(values.size());
@@ -173,7 +172,7 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
       const uint32_t v = values[i];
       if (v > 255) {
         return absl::InvalidArgumentError(absl::StrCat(
-            what, ": contents.uint_contents[", i, "] is ", v,
+            what(), ": contents.uint_contents[", i, "] is ", v,
             ", over 255 for UINT8"));
       }
       dst[i] = static_cast<char>(v);
@@ -183,7 +182,7 @@ absl::Status ParseInferRequest(const ModelInferRequest& request,
     const auto& values = input.contents().fp32_contents();
     if (static_cast<unsigned __int128>(values.size()) != elements) {
       return absl::InvalidArgumentError(absl::StrCat(
-          what, ": contents.fp32_contents has ", values.size(),
+          what(), ": contents.fp32_contents has ", values.size(),
           " values; shape ", ShapeString(shape), " needs ", needs(elements)));
     }
     clip.data = values.data();

@@ -10,6 +10,7 @@
 #ifndef CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
 #define CLIPSERVE_SERVER_MODEL_REPOSITORY_H_
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -50,11 +51,17 @@ class ModelRepository {
   // FP32 clips at its full shape), or 0 when some model accepts any size.
   size_t largest_request_bytes() const;
 
+  // From now on draining() is true: every protocol refuses new requests
+  // (UNAVAILABLE) and reports not ready, while queued ones still complete.
+  void StartDraining() { draining_.store(true, std::memory_order_release); }
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+
   // Answers every queued request and stops all models' instances.
   void Shutdown();
 
  private:
   std::map<std::string, std::unique_ptr<ServedModel>> models_;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace clipserve::server

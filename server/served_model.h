@@ -42,8 +42,16 @@ class ServedModel {
   bool untrained() const { return instances_.front().backend->untrained(); }
   // Where each instance runs, e.g. "cpu" or "cuda:0".
   std::vector<std::string> devices() const;
-  // Requests without a deadline of their own get now + this; zero: none.
-  batching::Duration default_timeout() const { return default_timeout_; }
+  // The deadline of a request whose client asked for `requested`
+  // (TimePoint::max(): none): that one, else now + the model's
+  // default_timeout_microseconds when it sets one.
+  batching::TimePoint Deadline(batching::TimePoint requested) const {
+    if (requested != batching::TimePoint::max() ||
+        default_timeout_ == batching::Duration::zero()) {
+      return requested;
+    }
+    return std::chrono::steady_clock::now() + default_timeout_;
+  }
 
   // The batching level of a request asking for `requested` priority (0: the
   // model's default level), or INVALID_ARGUMENT when it is over the model's

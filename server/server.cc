@@ -146,8 +146,7 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   LogInfo("shutting down: refusing new requests, answering queued ones");
   // NOT_SERVING for every service name, and frozen there.
   grpc_->GetHealthCheckService()->Shutdown();
-  classify_->StartDraining();
-  kserve_->StartDraining();
+  models_->StartDraining();
   const auto start = std::chrono::steady_clock::now();
   // Videos being decoded still join their models' queues, which drain after.
   decoders_->Shutdown();

@@ -21,6 +21,7 @@ namespace {
 using ::clipserve::batching::testing::CompleteAll;
 using ::clipserve::batching::testing::TasksOf;
 using ::clipserve::batching::testing::ExpectStressOutcome;
+using ::clipserve::batching::testing::MakeStressTask;
 using ::clipserve::batching::testing::StressPlan;
 using ::clipserve::batching::testing::TestTask;
 using ::std::chrono::hours;
@@ -921,15 +922,7 @@ TEST(BatchQueueStressTest, MixedPrioritiesCompleteEveryTaskExactlyOnce) {
       for (int i = p * kTasksPerProducer; i < (p + 1) * kTasksPerProducer;
            ++i) {
         StressPlan& plan = plans[i];
-        const int roll = static_cast<int>(rng() % 100);
-        plan.expired = roll < 5;
-        plan.cancel_before = roll >= 5 && roll < 10;
-        plan.cancel_after = roll >= 10 && roll < 15;
-        const TimePoint deadline = plan.expired
-                                       ? Clock::Real()->Now() - milliseconds(1)
-                                       : TimePoint::max();
-        tasks[i] = std::make_unique<TestTask>(rng() % 3, 1 + rng() % 3,
-                                              deadline);
+        tasks[i] = MakeStressTask(rng, &plan);
         TestTask* t = tasks[i].get();
         // Producer 0 keeps one priority (the append-only path); the others
         // mix four levels.

@@ -3,9 +3,11 @@
 #define CLIPSERVE_TESTS_BATCHING_TEST_TASK_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -87,6 +89,22 @@ struct StressPlan {
   bool cancel_after = false;   // cancelled racing with the batcher
   bool accepted = false;
 };
+
+// A random task for a stress test: key 0..2, size 1..3; 5 % already
+// expired, 5 % cancelled before it is enqueued, 5 % to be cancelled while
+// the batcher may hold it. Records the plan in *plan.
+inline std::unique_ptr<TestTask> MakeStressTask(std::mt19937& rng, StressPlan* plan) {
+  const int roll = static_cast<int>(rng() % 100);
+  plan->expired = roll < 5;
+  plan->cancel_before = roll >= 5 && roll < 10;
+  plan->cancel_after = roll >= 10 && roll < 15;
+  const TimePoint deadline = plan->expired
+                                 ? Clock::Real()->Now() - std::chrono::milliseconds(1)
+                                 : TimePoint::max();
+  const BatchKey key = rng() % 3;
+  const int size = 1 + static_cast<int>(rng() % 3);
+  return std::make_unique<TestTask>(key, size, deadline);
+}
 
 // Checks that every accepted task completed exactly once with the status its
 // plan implies, and that refused ones never completed; `processed` tasks

@@ -10,13 +10,14 @@
   exists in the repository.
 - Prometheus: its configuration (deploy/compose/prometheus.yml) is
   deploy/prometheus.yml with the one target changed to the clipserve service
-  and its metrics port; alerts.yml is mounted beside it; with PROMTOOL,
-  `promtool check config` accepts it (rules included).
+  and its metrics port; alerts.yml is mounted beside it; `promtool check
+  config` accepts it (rules included). PROMTOOL defaults to the one on PATH.
 - Grafana: the provisioning is mounted at /etc/grafana/provisioning, the
   dashboards where the dashboard provider reads them; the data source URL
   names the prometheus service and its port; the home dashboard exists.
 
-Exit status 0 when all holds, 1 otherwise, 77 (skipped) without PyYAML.
+Exit status 0 when all holds, 1 otherwise (PyYAML or promtool missing
+included).
 """
 import copy
 import os
@@ -29,8 +30,7 @@ from urllib.parse import urlparse
 try:
     import yaml
 except ImportError:
-    print("PyYAML missing: skipped; install Debian's python3-yaml")
-    sys.exit(77)
+    sys.exit("FAIL: PyYAML missing; install Debian's python3-yaml (scripts/install-deps.sh)")
 
 problems = []
 
@@ -177,18 +177,19 @@ def check_prometheus(svc, mounted, deploy, metrics_port, promtool):
             problems.append(f"prometheus: {in_ctr} should be deploy/alerts.yml, is {host}")
     if not os.path.exists(os.path.join(deploy, "alerts.yml")):
         return  # reported above
-    if promtool and os.path.exists(promtool):
-        with tempfile.TemporaryDirectory() as tmp:
-            shutil.copy(config_path, os.path.join(tmp, "prometheus.yml"))
-            shutil.copy(os.path.join(deploy, "alerts.yml"), os.path.join(tmp, "alerts.yml"))
-            r = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp,
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                problems.append(f"promtool check config {src}: {r.stdout}{r.stderr}")
-            else:
-                print(f"promtool check config {src}: OK")
+    if not (promtool and os.access(promtool, os.X_OK)):
+        problems.append(f"promtool not found ({promtool}): install Debian's prometheus package "
+                        "(scripts/install-deps.sh)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy(config_path, os.path.join(tmp, "prometheus.yml"))
+        shutil.copy(os.path.join(deploy, "alerts.yml"), os.path.join(tmp, "alerts.yml"))
+        r = subprocess.run([promtool, "check", "config", "prometheus.yml"], cwd=tmp,
+                           capture_output=True, text=True)
+    if r.returncode != 0:
+        problems.append(f"promtool check config {src}: {r.stdout}{r.stderr}")
     else:
-        print("promtool not found: config not checked by promtool")
+        print(f"promtool check config {src}: OK")
 
 
 def diff(a, b, path=""):

@@ -4,8 +4,8 @@
 # reservations) or the docker compose v2 plugin, whichever is installed;
 # `config` resolves and validates the file without a Docker engine.
 #   compose_config.sh SOURCE_DIR
-# Exit 77 (skipped) when neither is installed (Debian: apt-get install
-# docker-compose; scripts/container-test.sh installs it).
+# Fails when neither is installed (Debian: apt-get install docker-compose;
+# scripts/install-deps.sh installs it).
 set -uo pipefail
 repo=${1:?usage: compose_config.sh SOURCE_DIR}
 file=$repo/deploy/docker-compose.yml
@@ -14,8 +14,8 @@ if command -v docker-compose >/dev/null; then
 elif command -v docker >/dev/null && docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 else
-  echo "neither docker-compose nor docker compose installed: skipped"
-  exit 77
+  echo "FAIL: neither docker-compose nor docker compose installed (scripts/install-deps.sh installs docker-compose)"
+  exit 1
 fi
 "${compose[@]}" --version
 # --project-directory: the file's own folder, as when run from anywhere.

@@ -4,16 +4,13 @@
 # and flags, bad ARG/FROM use, duplicate CMD/ENTRYPOINT/HEALTHCHECK, malformed
 # JSON forms, ...). Any diagnostic, warning or error, fails.
 #   lint_dockerfiles.sh SOURCE_DIR
-# Exit 77 (skipped) when the linter cannot be installed (no npm or registry).
+# Fails when the linter cannot be installed (no npm, or no registry on first use).
 set -uo pipefail
 repo=${1:?usage: lint_dockerfiles.sh SOURCE_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 bin=$repo/.tools/dockerlint/node_modules/.bin/dockerfile-utils
-bash "$here/install-dockerlint.sh" "$repo"
-rc=$?
-if [ $rc = 77 ]; then echo "dockerfile linter not installed: skipped"; exit 77; fi
-[ $rc = 0 ] || exit 1
-command -v node >/dev/null || { echo "node missing: skipped"; exit 77; }
+bash "$here/install-dockerlint.sh" "$repo" || { echo "FAIL: dockerfile linter not installed"; exit 1; }
+command -v node >/dev/null || { echo "FAIL: node missing (scripts/install-deps.sh installs it)"; exit 1; }
 
 failed=0
 for f in "$repo"/deploy/Dockerfile.cpu "$repo"/deploy/Dockerfile.gpu; do

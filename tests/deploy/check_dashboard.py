@@ -15,18 +15,18 @@
    memory used/total and power, process memory and CPU), the ${datasource}
    variable, no hard-coded data source, sane ids and layout.
 
-Exit status 0 when all holds, 1 otherwise (every problem is printed), 77
-(skipped) when PROMTOOL is missing.
+Exit status 0 when all holds, 1 otherwise (every problem is printed;
+PROMTOOL missing included).
 """
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from metrics_doc import report  # noqa: E402
-import tempfile
 
 BUILTINS = {
     "__rate_interval": "1m",
@@ -99,8 +99,9 @@ def main():
         return 64
     promtool, path = sys.argv[1], sys.argv[2]
     if not (os.path.isfile(promtool) and os.access(promtool, os.X_OK)):
-        print(f"promtool not found ({promtool}): skipped; install Debian's prometheus package")
-        return 77
+        print(f"FAIL: promtool not found ({promtool}); install Debian's prometheus package "
+              "(scripts/install-deps.sh)")
+        return 1
 
     with open(path) as f:
         dashboard = json.load(f)

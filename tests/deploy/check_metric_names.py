@@ -15,8 +15,8 @@
   (docs/metrics.md's labels, plus the target labels job/instance and the
   Kubernetes namespace/pod).
 
-Exit status 0 when all holds, 1 otherwise, 77 (skipped) without PyYAML
-(Debian python3-yaml).
+Exit status 0 when all holds, 1 otherwise (PyYAML, Debian's python3-yaml,
+missing included).
 """
 import json
 import os
@@ -26,8 +26,7 @@ import sys
 try:
     import yaml
 except ImportError:
-    print("PyYAML missing: skipped; install Debian's python3-yaml")
-    sys.exit(77)
+    sys.exit("FAIL: PyYAML missing; install Debian's python3-yaml (scripts/install-deps.sh)")
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

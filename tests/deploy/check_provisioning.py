@@ -14,7 +14,7 @@
   it.
 - The dashboard's data source variable asks for the provisioned type.
 
-Exit status 0 when all holds, 1 otherwise, 77 (skipped) without PyYAML.
+Exit status 0 when all holds, 1 otherwise (PyYAML missing included).
 """
 import json
 import os
@@ -26,8 +26,7 @@ from metrics_doc import report  # noqa: E402
 try:
     import yaml
 except ImportError:
-    print("PyYAML missing: skipped; install Debian's python3-yaml")
-    sys.exit(77)
+    sys.exit("FAIL: PyYAML missing; install Debian's python3-yaml (scripts/install-deps.sh)")
 
 problems = []
 

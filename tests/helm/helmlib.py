@@ -85,10 +85,13 @@ def render(values_files=(), sets=(), release="clipserve", namespace="video"):
     return [d for d in yaml.safe_load_all(out) if d is not None]
 
 
-def validate(docs, label="rendered"):
-    """Runs the offline schema validator; returns (returncode, output)."""
+def validate(docs, label="rendered", names=None):
+    """Runs the offline schema validator; returns (returncode, output). Each
+    document is reported as names[i], or "label #i"."""
+    if names is None:
+        names = ["%s #%d" % (label, i) for i in range(len(docs))]
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump([{"name": "%s #%d" % (label, i), "doc": d} for i, d in enumerate(docs)], f)
+        json.dump([{"name": n, "doc": d} for n, d in zip(names, docs)], f)
         path = f.name
     try:
         p = subprocess.run(["node", VALIDATOR, "--modules", NODE_MODULES, path],

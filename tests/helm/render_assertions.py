@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import unittest
 
 import yaml

@@ -353,6 +353,36 @@ TEST_F(KServeTest, StreamAnswersEachRequestByIdAndSurvivesABadOne) {
   }
 }
 
+TEST_F(KServeTest, CancelledStreamDropsItsQueuedRequestsAndLeavesNothingBehind) {
+  const std::string inflight = "clipserve_inflight_requests{model=\"gate\",version=\"1\"}";
+  const std::string cancelled =
+      "clipserve_requests_total{code=\"CANCELLED\",model=\"gate\",version=\"1\"}";
+  const double cancelled_before =
+      std::max(0.0, MetricValue(server_->ScrapeMetrics(), cancelled));
+  {
+    auto stub = GRPCInferenceService::NewStub(Channel());
+    grpc::ClientContext context;
+    auto stream = stub->ModelStreamInfer(&context);
+    // One runs on the gate, two wait behind it; then the client goes away.
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(stream->Write(InferRequest("gate", 1, 900 + i, absl::StrCat("s", i))));
+    }
+    WaitForGate(3);
+    context.TryCancel();
+    EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // The two queued are dropped (CANCELLED) without running; every call is
+  // accounted for and released, and the model serves the next request.
+  EXPECT_EQ(server_->WaitForMetric(cancelled, cancelled_before + 2), cancelled_before + 2);
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (MetricValue(server_->ScrapeMetrics(), inflight) != 0 &&
+         std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), inflight), 0);
+  EXPECT_TRUE(Infer(Channel(), InferRequest("gate", 1, 990)).status.ok());
+}
+
 TEST_F(KServeTest, TypedContentsAreAnsweredTyped) {
   ModelInferRequest raw = InferRequest("tiny", 1, 800);
   ModelInferRequest typed = raw;

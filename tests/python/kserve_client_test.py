@@ -51,12 +51,10 @@ import os
 os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
 
 import argparse  # noqa: E402
-import ctypes  # noqa: E402
 import importlib  # noqa: E402
 import queue  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -66,53 +64,31 @@ import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.dont_write_bytecode = True
+# The process helpers the live deploy tests share: children that die with the
+# test, the server started on ports 0 and its ports read from its log.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy"))
+import live_util  # noqa: E402
+from live_util import Children, Failure, die_with_parent, install_signal_handlers, log  # noqa: E402
 
 RPC_TIMEOUT = 30.0         # seconds, every unary call
 STREAM_TIMEOUT = 60.0      # seconds, the whole ModelStreamInfer call
-START_TIMEOUT = 120.0      # seconds for the server to log its port (~3 s idle)
+START_TIMEOUT = 120.0      # seconds for the server to log its ports (~3 s idle)
 STOP_TIMEOUT = 30.0        # seconds for it to drain and exit after SIGTERM
 ATOL = 1e-4                # logits of the same clip, however sent
 UNKNOWN_MODEL = "no-such-model"
 UNKNOWN_VERSION = "7"
 
 
-class Failure(Exception):
-    pass
-
-
 CHECKS = [0]
 
 
-def log(msg):
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
 def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
+    """live_util.check, counted."""
+    live_util.check(cond, msg)
     CHECKS[0] += 1
-    log(f"ok: {msg}")
 
 
 # ---- processes --------------------------------------------------------------
-
-_libc = ctypes.CDLL(None, use_errno=True)
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent():
-    """preexec_fn: the child gets SIGKILL when the test process dies."""
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def install_signal_handlers():
-    """SIGTERM/SIGINT/SIGHUP unwind through main's finally: (cleanup)."""
-    def on_signal(signum, _frame):
-        raise SystemExit(f"signal {signum}")
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
-
 
 def run_tool(cmd, what, timeout=120):
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -121,49 +97,6 @@ def run_tool(cmd, what, timeout=120):
         raise Failure(f"{what} failed with {p.returncode}: {' '.join(cmd)}\n"
                       f"{p.stdout.decode(errors='replace')}")
 
-
-def start_server(server, repo, log_path):
-    """clipserve on 127.0.0.1 with ports 0; returns (Popen, gRPC port)."""
-    cmd = [server, "--model-repository", repo, "--grpc-address", "127.0.0.1",
-           "--grpc-port", "0", "--metrics-port", "0"]
-    log(f"start clipserve: {' '.join(cmd)}")
-    with open(log_path, "wb") as out:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        with open(log_path, errors="replace") as f:
-            m = re.search(r"serving gRPC on port (\d+)", f.read())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            raise Failure(f"clipserve exited with {proc.returncode} while starting")
-        time.sleep(0.1)
-    raise Failure(f"clipserve did not log 'serving gRPC on port N' within {START_TIMEOUT} s")
-
-
-def stop_server(proc):
-    """SIGTERM, bounded wait, then SIGKILL. Returns the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log(f"clipserve did not exit {STOP_TIMEOUT} s after SIGTERM: SIGKILL")
-            proc.kill()
-            proc.wait(10)
-            return None
-    return proc.returncode
-
-
-def dump_log(path, lines=60):
-    try:
-        with open(path, errors="replace") as f:
-            tail = f.readlines()[-lines:]
-    except OSError:
-        return
-    print(f"---- last {len(tail)} lines of the clipserve log ({path}) ----")
-    sys.stdout.write("".join(tail))
 
 
 # ---- generated code ---------------------------------------------------------
@@ -714,8 +647,7 @@ def main():
     install_signal_handlers()
     started = time.monotonic()
     tmp = tempfile.mkdtemp(prefix="clipserve-kserve-test-")
-    log_path = os.path.join(tmp, "clipserve.log")
-    proc = None
+    children = Children()
     channel = None
     ok = False
     try:
@@ -727,7 +659,9 @@ def main():
         log(f"model {model.name}: {model.input_name} {model.c}x{model.t}x{model.h}x{model.w}, "
             f"{model.classes} classes, max_batch_size {model.max_batch_size}")
 
-        proc, port = start_server(args.server, repo, log_path)
+        proc, port, _ = live_util.start_clipserve(children, args.server, repo,
+                                                  os.path.join(tmp, "clipserve.log"),
+                                                  timeout=START_TIMEOUT)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT)
         c = Client(pb2, pb2_grpc, channel, model)
@@ -743,7 +677,7 @@ def main():
 
         channel.close()
         channel = None
-        rc = stop_server(proc)
+        rc = children.stop(proc, timeout=STOP_TIMEOUT)
         check(rc == 0, f"clipserve drains and exits 0 on SIGTERM (got {rc})")
         ok = True
         log(f"PASS: {CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
@@ -758,10 +692,9 @@ def main():
         try:
             if channel is not None:
                 channel.close()
-            if proc is not None:
-                stop_server(proc)
+            children.stop_all()
             if not ok:
-                dump_log(log_path)
+                children.dump_logs(60)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
