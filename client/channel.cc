@@ -1,25 +1,12 @@
 #include "client/channel.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
 #include "absl/strings/str_cat.h"
+#include "client/clips.h"
 
 namespace clipserve::client {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const ChannelOptions& options) {
@@ -40,7 +27,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
         std::pair{&options.cert_file, &ssl.pem_cert_chain},
         std::pair{&options.key_file, &ssl.pem_private_key}}) {
     if (path->empty()) continue;
-    absl::StatusOr<std::string> pem = ReadFile(*path);
+    absl::StatusOr<std::string> pem = ReadFileBytes(*path);
     if (!pem.ok()) return pem.status();
     *field = *std::move(pem);
   }

@@ -1,7 +1,5 @@
 // clipserve-client: classifies one clip or video with a clipserve server.
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
@@ -110,15 +108,6 @@ void PrintMetadata(const clipserve::v1::ModelMetadataResponse& m) {
   std::printf("\n");
 }
 
-bool ReadFile(const std::string& path, std::string* bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream s;
-  s << in.rdbuf();
-  *bytes = s.str();
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -184,10 +173,11 @@ int main(int argc, char** argv) {
     }
     *request.mutable_clip() = *std::move(clip);
   } else {
-    std::string bytes;
-    if (!ReadFile(words.front(), &bytes)) {
+    absl::StatusOr<std::string> read = client::ReadFileBytes(words.front());
+    if (!read.ok()) {
       return UsageFailure(absl::StrCat(words.front(), ": cannot be read"));
     }
+    std::string bytes = *std::move(read);
     const bool stride = flags.Has("stride") || flags.Has("start-seconds");
     if (flags.Has("decode-local")) {
       video::Sampling sampling;

@@ -1,13 +1,18 @@
 #include "client/clips.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <random>
 
 #include <grpcpp/client_context.h>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "absl/strings/str_join.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
 
 namespace clipserve::client {
 
@@ -82,6 +87,14 @@ std::string StatusCodeName(int code) {
   return code >= 0 && code <= 16
              ? absl::StatusCodeToString(static_cast<absl::StatusCode>(code))
              : "UNKNOWN";
+}
+
+absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
 }
 
 }  // namespace clipserve::client

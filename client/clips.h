@@ -23,6 +23,10 @@ v1::Tensor RandomClip(v1::DataType dtype, int64_t frames, int64_t height,
 // The clip a .npy array holds: uint8 [T, H, W, 3] or float32 [3, T, H, W].
 absl::StatusOr<v1::Tensor> ClipFromNpy(const NpyArray& array);
 
+// The bytes of the file at `path` (a video, a PEM file, ...), or
+// INVALID_ARGUMENT "cannot read PATH".
+absl::StatusOr<std::string> ReadFileBytes(const std::string& path);
+
 // Asks the server what `model` (empty: the default) takes; 10 s deadline.
 grpc::Status FetchModelMetadata(const std::shared_ptr<grpc::Channel>& channel,
                                 const std::string& model,

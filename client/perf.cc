@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -34,7 +35,7 @@ class StepRunner {
  private:
   struct Slot {
     std::unique_ptr<CallSlot> call;
-    std::unique_ptr<grpc::ClientContext> context;
+    std::optional<grpc::ClientContext> context;  // fresh for each call
     Clock::time_point sent;
     bool in_window = false;
     bool busy = false;
@@ -69,7 +70,7 @@ class StepRunner {
   // The window's requests (by arrival time).
   int64_t sent_ = 0, ok_ = 0, dropped_ = 0, late_ = 0, unfinished_ = 0;
   int64_t ok_received_ = 0;  // OK responses received inside the window
-  std::map<std::string, int64_t> errors_;
+  std::map<int, int64_t> errors_;  // by gRPC code; named in Summarise()
   std::vector<double> latencies_us_;
   double max_send_lag_us_ = 0;
   int64_t split_count_ = 0;
@@ -94,7 +95,7 @@ StepRunner::Slot* StepRunner::NewSlot() {
 
 void StepRunner::Prepare(Slot* slot, Clock::time_point arrival,
                          Clock::time_point now) {
-  slot->context = std::make_unique<grpc::ClientContext>();
+  slot->context.emplace();
   if (options_.timeout.count() > 0) {
     slot->context->set_deadline(std::chrono::system_clock::now() +
                                 options_.timeout);
@@ -108,7 +109,7 @@ void StepRunner::Prepare(Slot* slot, Clock::time_point arrival,
 
 void StepRunner::Launch(Slot* slot) {
   all_sent_.fetch_add(1, std::memory_order_relaxed);
-  slot->call->Start(slot->context.get(),
+  slot->call->Start(&*slot->context,
                     [this, slot](grpc::Status status) { OnDone(slot, status); });
 }
 
@@ -137,7 +138,7 @@ void StepRunner::OnDone(Slot* slot, const grpc::Status& status) {
           ++batch_sizes_[split.batch_size];
         }
       } else {
-        ++errors_[StatusCodeName(status.error_code())];
+        ++errors_[status.error_code()];
       }
     }
     // Closed loop: the slot's next call follows at once, until the window ends.
@@ -269,7 +270,7 @@ StepResult StepRunner::Summarise() {
   r.seconds = std::chrono::duration<double>(options_.window).count();
   r.sent = sent_;
   r.ok = ok_;
-  r.errors = errors_;
+  for (const auto& [code, n] : errors_) r.errors[StatusCodeName(code)] += n;
   r.dropped = dropped_;
   r.in_flight_at_window_end = late_;
   r.unfinished = unfinished_;

@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include <grpcpp/grpcpp.h>
 
@@ -105,6 +104,15 @@ std::chrono::milliseconds Millis(const FlagReader& flags, const std::string& nam
 // Falls back to the flags when the model takes any size.
 int64_t Dim(int64_t from_model, int64_t fallback) {
   return from_model > 0 ? from_model : fallback;
+}
+
+// Writes `text` to `path`; false, with a message, when it cannot.
+bool WriteReport(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (out.flush()) return true;
+  std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
+  return false;
 }
 
 }  // namespace
@@ -270,11 +278,9 @@ int main(int argc, char** argv) {
     request.set_top_k(1);
     if (video) {
       const std::string path = flags.String("video", "");
-      std::ifstream in(path, std::ios::binary);
-      if (!in) flags.Fail(absl::StrCat("cannot read ", path));
-      std::stringstream bytes;
-      bytes << in.rdbuf();
-      request.mutable_video()->set_data(bytes.str());
+      absl::StatusOr<std::string> bytes = ReadFileBytes(path);
+      if (!bytes.ok()) flags.Fail(std::string(bytes.status().message()));
+      request.mutable_video()->set_data(*std::move(bytes));
       run.video = path;
       run.video_bytes = static_cast<int64_t>(request.video().data().size());
     } else {
@@ -305,23 +311,11 @@ int main(int argc, char** argv) {
   run.finished = std::chrono::system_clock::now();
 
   int status = 0;
-  if (flags.Has("json")) {
-    const std::string path = flags.String("json", "");
-    std::ofstream out(path);
-    out << ReportJson(run, steps);
-    if (!out.flush()) {
-      std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
-      status = 1;
-    }
+  if (flags.Has("json") && !WriteReport(flags.String("json", ""), ReportJson(run, steps))) {
+    status = 1;
   }
-  if (flags.Has("csv")) {
-    const std::string path = flags.String("csv", "");
-    std::ofstream out(path);
-    out << ReportCsv(run, steps);
-    if (!out.flush()) {
-      std::fprintf(stderr, "error: cannot write %s\n", path.c_str());
-      status = 1;
-    }
+  if (flags.Has("csv") && !WriteReport(flags.String("csv", ""), ReportCsv(run, steps))) {
+    status = 1;
   }
   int64_t ok = 0;
   for (const StepResult& s : steps) ok += s.ok + s.ok_received;

@@ -43,23 +43,6 @@ class ClipserveSlot : public CallSlot {
   v1::ClassifyResponse response_;
 };
 
-class ClipserveTarget : public LoadTarget {
- public:
-  ClipserveTarget(std::shared_ptr<grpc::Channel> channel,
-                  v1::ClassifyRequest request)
-      : stub_(v1::VideoClassifier::NewStub(std::move(channel))),
-        request_(std::move(request)) {}
-
-  std::unique_ptr<CallSlot> NewSlot() override {
-    return std::make_unique<ClipserveSlot>(stub_.get(), &request_);
-  }
-  int clips_per_request() const override { return 1; }
-
- private:
-  std::unique_ptr<v1::VideoClassifier::Stub> stub_;
-  const v1::ClassifyRequest request_;
-};
-
 class KServeSlot : public CallSlot {
  public:
   KServeSlot(inference::GRPCInferenceService::Stub* stub,
@@ -80,25 +63,26 @@ class KServeSlot : public CallSlot {
   inference::ModelInferResponse response_;
 };
 
-class KServeTarget : public LoadTarget {
+// A stub and the one request every slot sends; Slot is ClipserveSlot or
+// KServeSlot.
+template <typename Service, typename Request, typename Slot>
+class Target : public LoadTarget {
  public:
-  KServeTarget(std::shared_ptr<grpc::Channel> channel,
-               inference::ModelInferRequest request)
-      : stub_(inference::GRPCInferenceService::NewStub(std::move(channel))),
-        request_(std::move(request)) {}
+  Target(std::shared_ptr<grpc::Channel> channel, Request request,
+         int clips_per_request)
+      : stub_(Service::NewStub(std::move(channel))),
+        request_(std::move(request)),
+        clips_per_request_(clips_per_request) {}
 
   std::unique_ptr<CallSlot> NewSlot() override {
-    return std::make_unique<KServeSlot>(stub_.get(), &request_);
+    return std::make_unique<Slot>(stub_.get(), &request_);
   }
-  int clips_per_request() const override {
-    return request_.inputs_size() > 0 && request_.inputs(0).shape_size() > 0
-               ? static_cast<int>(request_.inputs(0).shape(0))
-               : 1;
-  }
+  int clips_per_request() const override { return clips_per_request_; }
 
  private:
-  std::unique_ptr<inference::GRPCInferenceService::Stub> stub_;
-  const inference::ModelInferRequest request_;
+  std::unique_ptr<typename Service::Stub> stub_;
+  const Request request_;
+  const int clips_per_request_;
 };
 
 // An int64 or uint64 parameter; nullopt when absent or of another type.
@@ -121,12 +105,21 @@ std::optional<int64_t> IntParameter(
 
 std::unique_ptr<LoadTarget> MakeClipserveTarget(
     std::shared_ptr<grpc::Channel> channel, v1::ClassifyRequest request) {
-  return std::make_unique<ClipserveTarget>(std::move(channel), std::move(request));
+  return std::make_unique<
+      Target<v1::VideoClassifier, v1::ClassifyRequest, ClipserveSlot>>(
+      std::move(channel), std::move(request), 1);
 }
 
 std::unique_ptr<LoadTarget> MakeKServeTarget(
     std::shared_ptr<grpc::Channel> channel, inference::ModelInferRequest request) {
-  return std::make_unique<KServeTarget>(std::move(channel), std::move(request));
+  // The batch is the input's first dimension.
+  const int clips =
+      request.inputs_size() > 0 && request.inputs(0).shape_size() > 0
+          ? static_cast<int>(request.inputs(0).shape(0))
+          : 1;
+  return std::make_unique<Target<inference::GRPCInferenceService,
+                                 inference::ModelInferRequest, KServeSlot>>(
+      std::move(channel), std::move(request), clips);
 }
 
 absl::StatusOr<inference::ModelInferRequest> BuildKServeRequest(
@@ -148,6 +141,13 @@ absl::StatusOr<inference::ModelInferRequest> BuildKServeRequest(
           absl::StrJoin(first.shape(), ", "), "]"));
     }
   }
+  const size_t clip_bytes = first.data().size();
+  // A protobuf message (and a repeated field) holds under 2 GiB.
+  if (clip_bytes * clips.size() >= size_t{1} << 31) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        clips.size(), " clips of ", clip_bytes,
+        " bytes exceed a request's 2 GiB limit"));
+  }
   const bool uint8 = first.dtype() == v1::UINT8;
   inference::ModelInferRequest request;
   request.set_model_name(model);
@@ -157,7 +157,6 @@ absl::StatusOr<inference::ModelInferRequest> BuildKServeRequest(
   input->set_datatype(uint8 ? "UINT8" : "FP32");
   input->add_shape(static_cast<int64_t>(clips.size()));
   for (int64_t d : first.shape()) input->add_shape(d);
-  const size_t clip_bytes = first.data().size();
   if (contents == KServeContents::kRaw) {
     std::string* raw = request.add_raw_input_contents();
     raw->reserve(clip_bytes * clips.size());

@@ -219,6 +219,10 @@ def test_usage(env):
         (["--protocol", "kserve"], "needs --model"),
         (["--kserve-contents", "raw"], "need --protocol kserve"),
         (["--protocol", "grpc"], "--protocol must be"),
+        (["--payload", "audio"], "--payload must be tensor or video"),
+        (["--dtype", "int8"], "--dtype must be uint8 or fp32"),
+        (["--window-seconds", "0"], "--window-seconds must be > 0"),
+        (["--video", "/dev/null", "--frames", "4"], "--frames is for tensor payloads"),
     ]
     for flags, message in cases:
         code, text, _, _ = env.perf("usage", *flags, server=False, timeout=30)

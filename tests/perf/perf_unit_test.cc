@@ -140,6 +140,14 @@ TEST(KServeRequestTest, RejectsNoClipsAndMixedClips) {
   EXPECT_FALSE(BuildKServeRequest("m", "", mixed, KServeContents::kTyped, {}).ok());
 }
 
+TEST(KServeRequestTest, RejectsAnUnspecifiedDtype) {
+  std::vector<v1::Tensor> clips = Clips(v1::UINT8, 2);
+  for (v1::Tensor& clip : clips) clip.set_dtype(v1::DATA_TYPE_UNSPECIFIED);
+  const auto r = BuildKServeRequest("m", "", clips, KServeContents::kRaw, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(KServeSplitTest, ReadsInt64AndUint64Parameters) {
   inference::ModelInferResponse response;
   EXPECT_FALSE(KServeSplit(response).present);
@@ -155,6 +163,19 @@ TEST(KServeSplitTest, ReadsInt64AndUint64Parameters) {
   EXPECT_EQ(s.decode_us, 0);
 }
 
+TEST(KServeSplitTest, IgnoresParametersOfAnotherType) {
+  inference::ModelInferResponse response;
+  (*response.mutable_parameters())["queue_us"].set_string_param("12");
+  (*response.mutable_parameters())["compute_us"].set_bool_param(true);
+  EXPECT_FALSE(KServeSplit(response).present);
+  (*response.mutable_parameters())["batch_size"].set_uint64_param(4);
+  const ServerSplit s = KServeSplit(response);
+  EXPECT_TRUE(s.present);
+  EXPECT_EQ(s.queue_us, 0);
+  EXPECT_EQ(s.compute_us, 0);
+  EXPECT_EQ(s.batch_size, 4);
+}
+
 TEST(KServeClipDimsTest, ReadsTheInputOfTheDatatype) {
   inference::ModelMetadataResponse m;
   auto* u8 = m.add_inputs();
@@ -168,6 +189,32 @@ TEST(KServeClipDimsTest, ReadsTheInputOfTheDatatype) {
   EXPECT_EQ(KServeClipDims(m, "UINT8"), (std::vector<int64_t>{16, 112, 96}));
   EXPECT_EQ(KServeClipDims(m, "FP32"), (std::vector<int64_t>{8, 64, -1}));
   EXPECT_FALSE(KServeClipDims(m, "FP16").has_value());
+}
+
+TEST(KServeClipDimsTest, SkipsOtherNamesAndRanks) {
+  inference::ModelMetadataResponse m;
+  auto* other = m.add_inputs();
+  other->set_name("frames");
+  other->set_datatype("UINT8");
+  for (int64_t d : {-1, 1, 2, 3, 3}) other->add_shape(d);
+  auto* rank4 = m.add_inputs();
+  rank4->set_name("clip");
+  rank4->set_datatype("UINT8");
+  for (int64_t d : {16, 112, 112, 3}) rank4->add_shape(d);
+  EXPECT_FALSE(KServeClipDims(m, "UINT8").has_value());
+  auto* clip = m.add_inputs();
+  clip->set_name("clip");
+  clip->set_datatype("UINT8");
+  for (int64_t d : {-1, 4, 5, 6, 3}) clip->add_shape(d);
+  EXPECT_EQ(KServeClipDims(m, "UINT8"), (std::vector<int64_t>{4, 5, 6}));
+}
+
+TEST(StatusCodeNameTest, NamesTheCanonicalCodesAndOnlyThose) {
+  EXPECT_EQ(StatusCodeName(0), "OK");
+  EXPECT_EQ(StatusCodeName(5), "NOT_FOUND");
+  EXPECT_EQ(StatusCodeName(16), "UNAUTHENTICATED");
+  EXPECT_EQ(StatusCodeName(-1), "UNKNOWN");
+  EXPECT_EQ(StatusCodeName(17), "UNKNOWN");
 }
 
 StepResult SampleStep(LoadMode mode) {
