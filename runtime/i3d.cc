@@ -1,9 +1,9 @@
 #include "runtime/i3d.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
-#include <set>
 #include <utility>
 #include <vector>
 
@@ -45,10 +45,11 @@ using Triple = std::array<int64_t, 3>;
 
 // Splits SAME padding of x's (T, H, W) into the symmetric part (`front` on
 // both sides) and the extra back padding, as a constant_pad_nd list
-// (last axis first); `need_extra` tells whether any is non-zero.
+// (last axis first); `need_extra` tells whether any is non-zero. Fixed-size
+// (no allocation: this runs for every convolution and pool of a forward).
 struct SplitPadding {
   Triple symmetric{0, 0, 0};
-  std::vector<int64_t> extra = std::vector<int64_t>(6, 0);
+  std::array<int64_t, 6> extra{};
   bool need_extra = false;
 };
 
@@ -193,8 +194,11 @@ class MixedImpl : public torch::nn::Module {
 
   at::Tensor forward(const at::Tensor& x, I3dConvPath path,
                      const ConvObserver* observer, const std::string& name) {
+    // The branch name is only for the observer: not built without one.
     auto run = [&](Unit3DImpl& unit, const at::Tensor& in, const char* branch) {
-      return unit.forward(in, path, observer, absl::StrCat(name, ".", branch));
+      return unit.forward(
+          in, path, observer,
+          observer != nullptr ? absl::StrCat(name, ".", branch) : std::string());
     };
     at::Tensor y0 = run(*b0, x, "b0");
     at::Tensor y1 = run(*b1b, run(*b1a, x, "b1a"), "b1b");

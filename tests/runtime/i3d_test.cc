@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -558,6 +559,37 @@ TEST_F(SafetensorsRefusalTest, BadJson) {
                        "got a fractional number");
 }
 
+TEST_F(SafetensorsRefusalTest, JsonTheHeaderNeverUses) {
+  // Each refusal of the parser, by its reason (the byte offset aside).
+  const std::pair<std::string, std::string> cases[] = {
+      {"{\"x\":true}", "true/false/null are not used in a safetensors header"},
+      {"{\"x\":" + std::string(40, '['), "nested too deeply"},
+      {"{\"x\":{\"dtype\":\"F32\",\"shape\":[01],\"data_offsets\":[0,4]}}",
+       "leading zero in a number"},
+      {"{\"x\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999],"
+       "\"data_offsets\":[0,4]}}",
+       "integer out of range"},
+      {"{\"a\nb\":{}}", "control character in string"},
+      {"{\"\\ud800x\":{}}", "unpaired surrogate in \\u escape"},
+      {"{\"\\q\":{}}", "invalid escape in string"},
+  };
+  for (const auto& [header, reason] : cases) {
+    WriteRaw(path_, header, "abcd");
+    const std::string error = ReadError(path_);
+    EXPECT_THAT(error, StartsWith(Prefix() + "invalid JSON header at byte "))
+        << header;
+    EXPECT_THAT(error, HasSubstr(reason)) << header;
+  }
+  // A dimension that does not fit int64 is refused, not wrapped.
+  WriteRaw(path_,
+           "{\"x\":{\"dtype\":\"F32\",\"shape\":[9223372036854775808],"
+           "\"data_offsets\":[0,4]}}",
+           "abcd");
+  EXPECT_EQ(ReadError(path_),
+            Prefix() +
+                "tensor 'x': shape must be an array of non-negative integers");
+}
+
 TEST_F(SafetensorsRefusalTest, BadEntries) {
   WriteRaw(path_, "{\"x\":{\"dtype\":\"F32\",\"shape\":[1]}}", "abcd");
   EXPECT_EQ(ReadError(path_),
@@ -983,6 +1015,8 @@ TEST(I3dBackendTest, Refusals) {
   // A file where the directory should be.
   r = LoadI3dBackend(dir + "/model.safetensors", SmallSpec(), BackendOptions{});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "I3D weights directory " + dir +
+                                      "/model.safetensors is not a directory");
 }
 
 TEST(I3dBackendTest, AnyInputSizeWhenTheSpecLeavesItOpen) {

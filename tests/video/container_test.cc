@@ -10,12 +10,16 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "tests/video/test_videos.h"
 #include "video/mem_file.h"
 
 namespace clipserve::video {
 namespace {
+
+using ::clipserve::video::testing::OpenFds;
 
 std::string Bytes(std::initializer_list<int> values) {
   std::string s;
@@ -65,14 +69,6 @@ TEST(SniffContainerTest, RefusesPlaylistsTextAndNoise) {
   EXPECT_EQ(SniffContainer(Bytes({0, 0, 0, 1, 0x65})), "");  // IDR slice first
 }
 
-int OpenFds() {
-  int n = 0;
-  for (int fd = 0; fd < 4096; ++fd) {
-    if (fcntl(fd, F_GETFD) != -1) ++n;
-  }
-  return n;
-}
-
 TEST(MemFileTest, HoldsTheBytesAtItsPathAndClosesItsDescriptor) {
   const int before = OpenFds();
   std::string bytes(300000, '\0');
@@ -96,6 +92,24 @@ TEST(MemFileTest, HoldsTheBytesAtItsPathAndClosesItsDescriptor) {
     EXPECT_EQ(OpenFds(), before + 1);
   }
   EXPECT_EQ(fcntl(fd, F_GETFD), -1);
+  EXPECT_EQ(OpenFds(), before);
+}
+
+TEST(MemFileTest, MoveAssignmentClosesTheDescriptorItReplaces) {
+  const int before = OpenFds();
+  {
+    absl::StatusOr<MemFile> a = MemFile::Create("a", "aaa");
+    absl::StatusOr<MemFile> b = MemFile::Create("b", "bbbb");
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    const int a_fd = a->fd();
+    const int b_fd = b->fd();
+    *a = *std::move(b);
+    EXPECT_EQ(fcntl(a_fd, F_GETFD), -1);
+    EXPECT_EQ(a->fd(), b_fd);
+    EXPECT_EQ(a->path(), absl::StrCat("/proc/self/fd/", b_fd));
+    EXPECT_EQ(OpenFds(), before + 1);
+  }
   EXPECT_EQ(OpenFds(), before);
 }
 

@@ -3,7 +3,6 @@
 // that say which frame they are (test_videos.h).
 #include "video/decode.h"
 
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -30,6 +29,8 @@ using ::clipserve::video::testing::EncodeWithFfmpeg;
 using ::clipserve::video::testing::EncodeWithVideoWriter;
 using ::clipserve::video::testing::FfmpegAvailable;
 using ::clipserve::video::testing::HasRedLeftBlueRight;
+using ::clipserve::video::testing::MakeGeometry;
+using ::clipserve::video::testing::OpenFds;
 using ::clipserve::video::testing::ReadFileOrDie;
 using ::clipserve::video::testing::ReadIndex;
 using ::clipserve::video::testing::TempPath;
@@ -55,15 +56,9 @@ constexpr char kPrefix[] = "could not decode video: ";
     var = *std::move(encoded_);                      \
   }
 
-
-
-Geometry MakeGeometry(int64_t short_side, int64_t crop_h, int64_t crop_w) {
-  Geometry g;
-  g.resize_short_side = short_side;
-  g.crop_height = crop_h;
-  g.crop_width = crop_w;
-  return g;
-}
+// H.264 with the options most tests encode with; append "-f h264" and the
+// like where needed.
+constexpr char kX264[] = "-c:v libx264 -preset veryfast -pix_fmt yuv420p";
 
 // The geometry that keeps a width x height frame as it is.
 Geometry Whole(int width, int height) {
@@ -123,7 +118,7 @@ TEST_P(DecodeCodecTest, UniformSamplingPicksTheRightFramesInRgb) {
   if (c.args.empty()) {
     bytes = EncodeWithVideoWriter(kFrames, c.width, c.height, c.fps_value);
   } else {
-    ASSERT_TRUE(FfmpegAvailable()) << "no ffmpeg CLI in PATH";
+    REQUIRE_FFMPEG();
     bytes = EncodeWithFfmpeg(kFrames, c.width, c.height, c.fps, c.args,
                              c.extension);
   }
@@ -153,12 +148,11 @@ TEST_P(DecodeCodecTest, UniformSamplingPicksTheRightFramesInRgb) {
 INSTANTIATE_TEST_SUITE_P(
     Codecs, DecodeCodecTest,
     ::testing::Values(
-        CodecCase{"H264Mp4At25", 320, 240, "25", 25,
-                  "-c:v libx264 -preset veryfast -pix_fmt yuv420p", "mp4"},
+        CodecCase{"H264Mp4At25", 320, 240, "25", 25, kX264, "mp4"},
         CodecCase{"H264Mp4At29_97Portrait", 240, 320, "30000/1001", 29.97,
-                  "-c:v libx264 -preset veryfast -pix_fmt yuv420p", "mp4"},
-        CodecCase{"H264MkvAt12_5Portrait", 240, 320, "12.5", 12.5,
-                  "-c:v libx264 -preset veryfast -pix_fmt yuv420p", "mkv"},
+                  kX264, "mp4"},
+        CodecCase{"H264MkvAt12_5Portrait", 240, 320, "12.5", 12.5, kX264,
+                  "mkv"},
         CodecCase{"Mpeg4AviAt30", 320, 240, "30", 30, "-c:v mpeg4 -q:v 3",
                   "avi"},
         CodecCase{"MjpegAviAt12_5Portrait", 240, 320, "12.5", 12.5,
@@ -172,8 +166,7 @@ INSTANTIATE_TEST_SUITE_P(
         CodecCase{"Mpeg2TsAt25", 320, 240, "25", 25,
                   "-c:v mpeg2video -q:v 3 -f mpegts", "ts"},
         CodecCase{"RawH264At25", 320, 240, "25", 25,
-                  "-c:v libx264 -preset veryfast -pix_fmt yuv420p -f h264",
-                  "h264"},
+                  absl::StrCat(kX264, " -f h264"), "h264"},
         CodecCase{"Y4mAt25", 320, 240, "25", 25, "-pix_fmt yuv420p", "y4m"},
         CodecCase{"VideoWriterMjpgAviAt30", 320, 240, "30", 30, "", "avi"}),
     [](const ::testing::TestParamInfo<CodecCase>& info) {
@@ -182,10 +175,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(DecodeClipTest, StrideSamplingStartsAtStartSeconds) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25", kX264, "mp4"));
   // 0.5 s at 25 fps: frame 12.5, rounded to 13.
   absl::StatusOr<Clip> clip =
       DecodeClip(bytes, Stride(10, 0.5, 3), Whole(320, 240), Limits());
@@ -214,10 +204,8 @@ TEST(DecodeClipTest, VariableFrameRateMatroskaCountsItsFrames) {
   REQUIRE_FFMPEG();
   // Keeps source frames n with n % 5 < 2: 24 of 60, with gaps in time, so the
   // duration-based count (57) is far off; the frames are counted instead.
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mkv", "select='lt(mod(n\\,5)\\,2)'"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25", kX264, "mkv",
+                                         "select='lt(mod(n\\,5)\\,2)'"));
   std::vector<int64_t> kept;
   for (int n = 0; n < 60; ++n) {
     if (n % 5 < 2) kept.push_back(n);
@@ -253,10 +241,8 @@ TEST_P(DecodeGeometryTest, MatchesResizeThenCentreCrop) {
   const GeometryCase& c = GetParam();
   const std::string path = TempPath("mp4");
   {
-    ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(20, c.width, c.height, "25",
-                                           "-c:v libx264 -preset veryfast "
-                                           "-pix_fmt yuv420p",
-                                           "mp4"));
+    ENCODE_OR_FAIL(bytes,
+                   EncodeWithFfmpeg(20, c.width, c.height, "25", kX264, "mp4"));
     WriteFileOrDie(path, bytes);
   }
   const std::string bytes = ReadFileOrDie(path);
@@ -403,10 +389,7 @@ TEST(DecodeClipErrorTest, OneFrameVideoIsTooShortFor16) {
 
 TEST(DecodeClipErrorTest, Mp4CutInHalfWithItsIndexAtTheEnd) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(100, 320, 240, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(100, 320, 240, "25", kX264, "mp4"));
   ExpectError(DecodeClip(bytes.substr(0, bytes.size() / 2), Uniform(16),
                          Geometry(), Limits()),
               "cannot open the MP4/MOV data (corrupt or truncated?)");
@@ -414,11 +397,10 @@ TEST(DecodeClipErrorTest, Mp4CutInHalfWithItsIndexAtTheEnd) {
 
 TEST(DecodeClipErrorTest, Mp4CutInHalfWithItsIndexFirst) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(100, 320, 240, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p -movflags "
-                                         "+faststart",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(
+                            100, 320, 240, "25",
+                            absl::StrCat(kX264, " -movflags +faststart"),
+                            "mp4"));
   const absl::StatusOr<Clip> clip = DecodeClip(
       bytes.substr(0, bytes.size() / 2), Uniform(16), Geometry(), Limits());
   ExpectErrorStartingWith(clip, "stream ended at frame ");
@@ -474,10 +456,7 @@ TEST(DecodeClipErrorTest, HugeDeclaredResolutionIsRefusedBeforeDecoding) {
 
 TEST(DecodeClipErrorTest, ResolutionLimitAppliesToRealVideos) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(20, 640, 360, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(20, 640, 360, "25", kX264, "mp4"));
   Limits limits;
   limits.max_width = 639;
   ExpectError(DecodeClip(bytes, Uniform(4), Geometry(), limits),
@@ -501,10 +480,7 @@ TEST(DecodeClipErrorTest, ExtremeAspectRatioIsRefusedBeforeResizing) {
 
 TEST(DecodeClipErrorTest, OverMaxSeconds) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 160, 120, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 160, 120, "25", kX264, "mp4"));
   Limits limits;
   limits.max_seconds = 2;
   ExpectError(DecodeClip(bytes, Uniform(16), Geometry(), limits),
@@ -531,8 +507,7 @@ TEST(DecodeClipErrorTest, OverMaxFramesCounted) {
   // A raw H.264 stream declares no frame count: they are counted, up to the
   // limit.
   ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 160, 120, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p -f h264",
+                                         absl::StrCat(kX264, " -f h264"),
                                          "h264"));
   Limits limits;
   limits.max_frames = 59;
@@ -575,7 +550,7 @@ TEST(DecodeClipErrorTest, MangledFilesFailCleanly) {
   };
   std::mt19937 rng(2024);
   for (const Source& s :
-       {Source{"-c:v libx264 -preset veryfast -pix_fmt yuv420p", "mp4"},
+       {Source{kX264, "mp4"},
         Source{"-c:v mpeg4", "avi"},
         Source{"-c:v libvpx-vp9 -deadline realtime -cpu-used 8", "webm"},
         Source{"-c:v mpeg2video -f mpegts", "ts"}}) {
@@ -613,20 +588,9 @@ TEST(DecodeClipErrorTest, MangledFilesFailCleanly) {
   }
 }
 
-int OpenFds() {
-  int n = 0;
-  for (int fd = 0; fd < 4096; ++fd) {
-    if (fcntl(fd, F_GETFD) != -1) ++n;
-  }
-  return n;
-}
-
 TEST(DecodeClipErrorTest, NoDescriptorLeaks) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(mp4, EncodeWithFfmpeg(40, 160, 120, "25",
-                                       "-c:v libx264 -preset veryfast "
-                                       "-pix_fmt yuv420p",
-                                       "mp4"));
+  ENCODE_OR_FAIL(mp4, EncodeWithFfmpeg(40, 160, 120, "25", kX264, "mp4"));
   ENCODE_OR_FAIL(avi,
                  EncodeWithFfmpeg(40, 160, 120, "25", "-c:v mpeg4", "avi"));
   ENCODE_OR_FAIL(h264, EncodeWithFfmpeg(40, 160, 120, "25",
@@ -660,10 +624,7 @@ TEST(DecodeClipErrorTest, NoDescriptorLeaks) {
 
 TEST(DecodeClipTest, ConcurrentCallsAgree) {
   REQUIRE_FFMPEG();
-  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25",
-                                         "-c:v libx264 -preset veryfast "
-                                         "-pix_fmt yuv420p",
-                                         "mp4"));
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(60, 320, 240, "25", kX264, "mp4"));
   const absl::StatusOr<Clip> reference =
       DecodeClip(bytes, Uniform(16), Geometry(), Limits());
   ASSERT_TRUE(reference.ok()) << reference.status();

@@ -17,6 +17,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 using ::testing::HasSubstr;
+using ::clipserve::video::testing::MakeGeometry;
 using ::clipserve::video::testing::Stride;
 using ::clipserve::video::testing::Uniform;
 
@@ -129,14 +130,6 @@ TEST(SampleFrameIndicesTest, RefusesBadOptions) {
   s.stride = 0;
   s.start_seconds = -3;
   EXPECT_TRUE(SampleFrameIndices(10, 25, s).ok());
-}
-
-Geometry MakeGeometry(int64_t short_side, int64_t crop_h, int64_t crop_w) {
-  Geometry g;
-  g.resize_short_side = short_side;
-  g.crop_height = crop_h;
-  g.crop_width = crop_w;
-  return g;
 }
 
 void ExpectResizeCrop(int64_t w, int64_t h, const Geometry& g, int64_t rw,

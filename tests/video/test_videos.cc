@@ -1,5 +1,6 @@
 #include "tests/video/test_videos.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -156,6 +157,14 @@ absl::StatusOr<std::string> EncodeWithVideoWriter(int count, int width,
   std::string bytes = ReadFileOrDie(out);
   std::remove(out.c_str());
   return bytes;
+}
+
+int OpenFds() {
+  int n = 0;
+  for (int fd = 0; fd < 4096; ++fd) {
+    if (fcntl(fd, F_GETFD) != -1) ++n;
+  }
+  return n;
 }
 
 }  // namespace clipserve::video::testing

@@ -67,6 +67,19 @@ inline Sampling Stride(int64_t num_frames, double start_seconds, int64_t stride)
   return s;
 }
 
+// Geometry with the given short side and crop.
+inline Geometry MakeGeometry(int64_t short_side, int64_t crop_h,
+                             int64_t crop_w) {
+  Geometry g;
+  g.resize_short_side = short_side;
+  g.crop_height = crop_h;
+  g.crop_width = crop_w;
+  return g;
+}
+
+// How many file descriptors (below 4096) this process has open.
+int OpenFds();
+
 }  // namespace clipserve::video::testing
 
 #endif  // CLIPSERVE_TESTS_VIDEO_TEST_VIDEOS_H_
