@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -23,6 +24,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/native/ConvUtils.h>
 #include <c10/core/InferenceMode.h>
+#include <torch/version.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -238,9 +240,18 @@ void Explain(InceptionI3d& model, const Flags& f, const at::Device& device) {
   std::map<std::string, std::pair<int, std::pair<double, double>>> totals;
   for (const Conv& c : convs) {
     c10::InferenceMode guard;
+    const std::array<int64_t, 3> dilation = {1, 1, 1}, output_padding = {0, 0, 0};
+#if TORCH_VERSION_MAJOR >= 2  // symbolic sizes; 1.13 took plain ones
     const at::native::ConvBackend backend = at::native::select_conv_backend(
-        c.input, c.weight, c10::nullopt, c.stride, c.padding, {1, 1, 1},
-        /*transposed=*/false, {0, 0, 0}, /*groups=*/1);
+        c.input, c.weight, c10::nullopt, c10::fromIntArrayRefSlow(c.stride),
+        c10::fromIntArrayRefSlow(c.padding), c10::fromIntArrayRefSlow(dilation),
+        /*transposed=*/false, c10::fromIntArrayRefSlow(output_padding),
+        /*groups=*/1, /*bias_sizes_opt=*/c10::nullopt);
+#else
+    const at::native::ConvBackend backend = at::native::select_conv_backend(
+        c.input, c.weight, c10::nullopt, c.stride, c.padding, dilation,
+        /*transposed=*/false, output_padding, /*groups=*/1);
+#endif
     const double aten =
         Time([&] { at::conv3d(c.input, c.weight, {}, c.stride, c.padding); },
              1, 3, device)

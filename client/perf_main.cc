@@ -223,7 +223,7 @@ int main(int argc, char** argv) {
       if (version.empty() && metadata.versions_size() > 0) {
         run.model_version = metadata.versions(metadata.versions_size() - 1);
       }
-      if (auto d = KServeClipDims(metadata, dtype == "fp32" ? "FP32" : "UINT8")) dims = *d;
+      if (auto d = KServeClipDims(metadata)) dims = *d;
     }
   } else {
     clipserve::v1::ModelMetadataResponse metadata;

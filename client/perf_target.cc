@@ -210,15 +210,15 @@ grpc::Status FetchKServeMetadata(const std::shared_ptr<grpc::Channel>& channel,
 }
 
 std::optional<std::vector<int64_t>> KServeClipDims(
-    const inference::ModelMetadataResponse& metadata,
-    const std::string& datatype) {
+    const inference::ModelMetadataResponse& metadata) {
   for (const auto& input : metadata.inputs()) {
-    if (input.name() != "clip" || input.datatype() != datatype ||
+    const bool uint8 = input.datatype() == "UINT8";
+    if (input.name() != "clip" || (!uint8 && input.datatype() != "FP32") ||
         input.shape_size() != 5) {
       continue;
     }
     // UINT8 [-1, T, H, W, 3]; FP32 [-1, 3, T, H, W].
-    const int t = datatype == "UINT8" ? 1 : 2;
+    const int t = uint8 ? 1 : 2;
     return std::vector<int64_t>{input.shape(t), input.shape(t + 1),
                                 input.shape(t + 2)};
   }

@@ -84,12 +84,13 @@ grpc::Status FetchKServeMetadata(const std::shared_ptr<grpc::Channel>& channel,
                                  const std::string& model,
                                  inference::ModelMetadataResponse* metadata);
 
-// T, H, W of the model's input "clip" for `datatype` ("UINT8": shape
-// [-1, T, H, W, 3]; "FP32": [-1, 3, T, H, W]) from KServe metadata; each -1
-// when the model takes any size, nullopt when no such input is listed.
+// T, H, W of the model's input "clip" from KServe metadata, read from the
+// first such input listed in either layout (FP32 [-1, 3, T, H, W], which
+// clipserve lists, or UINT8 [-1, T, H, W, 3]): the clip size is the same
+// whichever form a request then sends. Each -1 when the model takes any
+// size; nullopt when no such input is listed.
 std::optional<std::vector<int64_t>> KServeClipDims(
-    const inference::ModelMetadataResponse& metadata,
-    const std::string& datatype);
+    const inference::ModelMetadataResponse& metadata);
 
 }  // namespace clipserve::client
 

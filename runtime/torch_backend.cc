@@ -271,8 +271,8 @@ absl::Status TorchBackend::Execute(absl::Span<const ClipView> clips,
                                    absl::StatusCode failure_code) {
   try {
     c10::InferenceMode inference_mode;
-    c10::OptionalDeviceGuard device_guard;
-    if (!device_.is_cpu()) device_guard.reset_device(device_);
+    // Makes device_ current for this thread (a no-op on the CPU).
+    const c10::DeviceGuard device_guard(device_);
 
     const at::Tensor output = Forward(ToModelInput(AssembleBatch(clips, batch)));
 

@@ -112,7 +112,6 @@ need=()
 for p in buildah debootstrap docker-compose; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || need+=("$p")
 done
-command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   say "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -122,12 +121,18 @@ fi
 buildah --version
 
 # ---- lints (tests/container), with their tools present ----
+# hadolint and check-jsonschema come from the project's .venv (PyPI,
+# scripts/requirements/venv.txt; scripts/install-deps.sh makes it).
 phase lint
-bash tests/container/install-dockerlint.sh "$repo"
+venv=${CLIPSERVE_VENV:-$repo/.venv}
+for t in hadolint check-jsonschema; do
+  [ -x "$venv/bin/$t" ] || fail "$venv/bin/$t missing: run scripts/install-deps.sh"
+done
 for t in check_dockerfiles.py check_compose.py selftest.py; do
   /usr/bin/python3 "tests/container/$t" "$repo" || fail "tests/container/$t"
 done
-bash tests/container/lint_dockerfiles.sh "$repo" || fail "dockerfile lint"
+bash tests/container/lint_dockerfiles.sh "$repo" "$venv/bin/hadolint" || fail "dockerfile lint"
+bash tests/container/compose_schema.sh "$repo" "$venv/bin/check-jsonschema" || fail "compose schema"
 bash tests/container/compose_config.sh "$repo" || fail "docker-compose config"
 
 # ---- base image ----
@@ -140,13 +145,16 @@ build_log=$work/build.log
 if [ "${SKIP_BUILD:-0}" = 1 ] && "${bah[@]}" inspect --type image "$image" >/dev/null 2>&1; then
   say "SKIP_BUILD=1: reusing $image"
 else
+  # The image's pip (LibTorch's wheel) uses the PyPI index this machine's pip
+  # is set up with, if any (else pip's default).
+  pip_index=${PIP_INDEX_URL:-$("$repo/.venv/bin/pip" config get global.index-url 2>/dev/null || true)}
   say "buildah bud -f deploy/Dockerfile.cpu --build-arg BASE_IMAGE=$base_image -t $image (log: $build_log)"
   # Each log line gets the seconds since the build started (the STEP lines
   # show where the time goes).
   stamp() { local t0=$SECONDS l; while IFS= read -r l; do printf '%5ds %s\n' $((SECONDS - t0)) "$l"; done; }
   if ! timeout "$build_timeout" "${bah[@]}" bud \
       --isolation chroot --layers=false --pull=never --force-rm --format docker \
-      --build-arg BASE_IMAGE="$base_image" \
+      --build-arg BASE_IMAGE="$base_image" --build-arg PIP_INDEX_URL="$pip_index" \
       -f deploy/Dockerfile.cpu -t "$image" . 2>&1 | stamp >"$build_log"; then
     tail -n 40 "$build_log" >&2
     fail "image build (exit status above; timeout ${build_timeout} s)"

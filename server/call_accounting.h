@@ -1,6 +1,8 @@
-// CallAccounting: what one request, on any protocol, records in the metrics.
-// It starts counting under Metrics::unknown_model() and moves to its model
-// once the model is found; Answered() must be called exactly once.
+// CallAccounting: what one request, on any protocol, records in the metrics
+// and in its model's statistics (server/inference_statistics.h). It starts
+// counting under Metrics::unknown_model() (no statistics) and moves to its
+// model once the model is found; Answered() must be called exactly once,
+// before the answer is sent.
 #ifndef CLIPSERVE_SERVER_CALL_ACCOUNTING_H_
 #define CLIPSERVE_SERVER_CALL_ACCOUNTING_H_
 
@@ -10,6 +12,7 @@
 #include "absl/status/status.h"
 #include "server/inference_task.h"
 #include "server/metrics.h"
+#include "server/served_model.h"
 
 namespace clipserve::server {
 
@@ -18,9 +21,9 @@ class CallAccounting {
   explicit CallAccounting(ModelMetrics* unknown_model) : metrics_(unknown_model) {}
 
   // From now on the call counts under `model`, and is in flight there.
-  void BindModel(ModelMetrics* model) {
-    metrics_ = model;
-    bound_ = true;
+  void BindModel(ServedModel* model) {
+    metrics_ = &model->metrics();
+    statistics_ = &model->statistics();
     metrics_->inflight().Increment();
   }
 
@@ -32,11 +35,15 @@ class CallAccounting {
 
   // Counts the answer and its time since the call arrived.
   void Answered(absl::StatusCode code) {
-    metrics_->CountRequest(
-        code, std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                            arrival_)
-                  .count());
-    if (bound_) metrics_->inflight().Decrement();
+    const auto elapsed = std::chrono::steady_clock::now() - arrival_;
+    metrics_->CountRequest(code, std::chrono::duration<double>(elapsed).count());
+    if (statistics_ != nullptr) {
+      metrics_->inflight().Decrement();
+      statistics_->RecordRequest(
+          code == absl::StatusCode::kOk,
+          static_cast<uint64_t>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
+    }
   }
 
   ModelMetrics& metrics() const { return *metrics_; }
@@ -45,7 +52,7 @@ class CallAccounting {
   const std::chrono::steady_clock::time_point arrival_ =
       std::chrono::steady_clock::now();
   ModelMetrics* metrics_;
-  bool bound_ = false;
+  InferenceStatistics* statistics_ = nullptr;  // set once bound to a model
 };
 
 // The steady-clock time at which a gRPC call with `deadline` ends

@@ -73,7 +73,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   // From now on the call counts under `model`.
   void set_model(ServedModel* model) {
     model_ = model;
-    accounting_.BindModel(&model->metrics());
+    accounting_.BindModel(model);
   }
 
   // Decodes the request's video into a clip and queues it; runs on a decode

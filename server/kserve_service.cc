@@ -4,7 +4,9 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/call_accounting.h"
@@ -20,6 +22,8 @@ using inference::ModelInferResponse;
 using inference::ModelStreamInferResponse;
 
 constexpr const char* kServerName = "clipserve";
+// Triton's names of the protocol extensions served here.
+constexpr const char* kExtensions[] = {"model_configuration", "statistics"};
 
 kserve::ModelIo IoOf(const ServedModel& m) {
   kserve::ModelIo io;
@@ -50,7 +54,7 @@ class InferCall : public InferenceTask {
         service.models().Find(request->model_name(), request->model_version());
     if (!model.ok()) return model.status();
     model_ = *model;
-    accounting_.BindModel(&model_->metrics());
+    accounting_.BindModel(model_);
     if (service.models().draining()) {
       return absl::UnavailableError("server is shutting down");
     }
@@ -329,6 +333,7 @@ grpc::ServerUnaryReactor* KServeService::ServerMetadata(
     inference::ServerMetadataResponse* response) {
   response->set_name(kServerName);
   response->set_version(CLIPSERVE_VERSION);
+  for (const char* extension : kExtensions) response->add_extensions(extension);
   return FinishUnary(context, absl::OkStatus());
 }
 
@@ -363,6 +368,52 @@ grpc::ServerUnaryReactor* KServeService::ModelInfer(
 grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse>*
 KServeService::ModelStreamInfer(grpc::CallbackServerContext* context) {
   return new InferStream(this, context);
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelConfig(
+    grpc::CallbackServerContext* context,
+    const inference::ModelConfigRequest* request,
+    inference::ModelConfigResponse* response) {
+  absl::StatusOr<ServedModel*> model =
+      models_->Find(request->name(), request->version());
+  if (model.ok()) {
+    const ServedModel& m = **model;
+    const std::vector<std::string> devices = m.devices();
+    kserve::FillModelConfig(m.config(), IoOf(m), !m.labels().empty(), devices,
+                            response->mutable_config());
+  }
+  return FinishUnary(context, model.status());
+}
+
+grpc::ServerUnaryReactor* KServeService::ModelStatistics(
+    grpc::CallbackServerContext* context,
+    const inference::ModelStatisticsRequest* request,
+    inference::ModelStatisticsResponse* response) {
+  std::vector<ServedModel*> models;
+  if (!request->name().empty()) {
+    absl::StatusOr<ServedModel*> model =
+        models_->Find(request->name(), request->version());
+    if (!model.ok()) return FinishUnary(context, model.status());
+    models.push_back(*model);
+  } else {
+    for (ServedModel* m : models_->models()) {
+      if (request->version().empty() || m->version() == request->version()) {
+        models.push_back(m);
+      }
+    }
+    if (models.empty() && !request->version().empty()) {
+      return FinishUnary(context, absl::NotFoundError(absl::StrCat(
+                                      "no model serves version '",
+                                      request->version(), "'")));
+    }
+  }
+  for (const ServedModel* m : models) {
+    inference::ModelStatistics* stats = response->add_model_stats();
+    stats->set_name(m->name());
+    stats->set_version(m->version());
+    kserve::FillModelStatistics(m->statistics().Read(), stats);
+  }
+  return FinishUnary(context, absl::OkStatus());
 }
 
 }  // namespace clipserve::server

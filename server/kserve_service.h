@@ -2,11 +2,17 @@
 // served on the same port and over the same models, batchers and metrics as
 // clipserve.v1.VideoClassifier. Tensor forms and checks: kserve_tensors.h.
 //
+// Besides the protocol's RPCs it serves two of Triton's extensions, which
+// ServerMetadata lists: "model_configuration" (ModelConfig: the served
+// model's config in Triton's message) and "statistics" (ModelStatistics:
+// what each model version has done since load, server/inference_statistics.h).
+//
 // Errors follow Triton's mapping: unknown model or version NOT_FOUND; a bad
 // input, output or parameter INVALID_ARGUMENT; a full queue or a draining
 // server UNAVAILABLE. ModelStreamInfer answers each request on the stream,
 // in completion order, tagged with the request's id; a failed request gets
-// error_message and leaves the stream open.
+// error_message and leaves the stream open. ModelConfig and ModelStatistics
+// answer while the server drains.
 #ifndef CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 #define CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 
@@ -54,6 +60,19 @@ class KServeService final
   grpc::ServerBidiReactor<inference::ModelInferRequest,
                           inference::ModelStreamInferResponse>*
   ModelStreamInfer(grpc::CallbackServerContext* context) override;
+  // The model `name` (empty: the default model) at `version` (empty: the
+  // served one); NOT_FOUND otherwise.
+  grpc::ServerUnaryReactor* ModelConfig(
+      grpc::CallbackServerContext* context,
+      const inference::ModelConfigRequest* request,
+      inference::ModelConfigResponse* response) override;
+  // One entry per model named (empty name: every model, in name order),
+  // restricted to `version` when set; NOT_FOUND for an unknown model or
+  // version, or a version no model serves.
+  grpc::ServerUnaryReactor* ModelStatistics(
+      grpc::CallbackServerContext* context,
+      const inference::ModelStatisticsRequest* request,
+      inference::ModelStatisticsResponse* response) override;
 
  private:
   const ModelRepository* const models_;

@@ -1,7 +1,11 @@
 #include "server/kserve_tensors.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/clip_validation.h"
@@ -251,17 +255,11 @@ void FillInferResponse(const ModelInferRequest& request,
 void FillTensorMetadata(const ModelIo& io,
                         inference::ModelMetadataResponse* response) {
   const runtime::ClipShape& in = io.spec.input;
-  auto* frames = response->add_inputs();
-  frames->set_name(std::string(io.input_name));
-  frames->set_datatype("UINT8");
-  for (int64_t d : {int64_t{-1}, in.frames, in.height, in.width, in.channels}) {
-    frames->add_shape(d);
-  }
-  auto* floats = response->add_inputs();
-  floats->set_name(std::string(io.input_name));
-  floats->set_datatype("FP32");
+  auto* clip = response->add_inputs();
+  clip->set_name(std::string(io.input_name));
+  clip->set_datatype("FP32");
   for (int64_t d : {int64_t{-1}, in.channels, in.frames, in.height, in.width}) {
-    floats->add_shape(d);
+    clip->add_shape(d);
   }
   for (absl::string_view name : {io.logits_name, absl::string_view(kProbabilitiesOutput)}) {
     auto* out = response->add_outputs();
@@ -269,6 +267,127 @@ void FillTensorMetadata(const ModelIo& io,
     out->set_datatype("FP32");
     out->add_shape(-1);
     out->add_shape(io.spec.num_classes);
+  }
+}
+
+namespace {
+
+// The instance group `group`'s kind and gpus as its instances were loaded
+// (`devices`, one per instance of the group); false when they do not agree
+// on one kind.
+bool LoadedKind(absl::Span<const std::string> devices,
+                inference::ModelInstanceGroup* group) {
+  bool cpu = false, gpu = false;
+  for (const std::string& d : devices) {
+    int index = 0;
+    if (d == "cpu") {
+      cpu = true;
+    } else if (absl::StartsWith(d, "cuda:") &&
+               absl::SimpleAtoi(absl::string_view(d).substr(5), &index)) {
+      gpu = true;
+      if (std::find(group->gpus().begin(), group->gpus().end(), index) ==
+          group->gpus().end()) {
+        group->add_gpus(index);
+      }
+    } else {
+      return false;
+    }
+  }
+  if (cpu == gpu) return false;  // both, or no instances
+  group->set_kind(cpu ? inference::ModelInstanceGroup::KIND_CPU
+                      : inference::ModelInstanceGroup::KIND_GPU);
+  if (cpu) group->clear_gpus();
+  return true;
+}
+
+void SetDuration(const InferenceStatistics::Duration& d,
+                 inference::StatisticDuration* out) {
+  out->set_count(d.count);
+  out->set_ns(d.ns);
+}
+
+}  // namespace
+
+void FillModelConfig(const config::ModelConfig& config, const ModelIo& io,
+                     bool has_labels, absl::Span<const std::string> devices,
+                     inference::ModelConfig* out) {
+  out->set_name(config.name());
+  out->set_platform(config.backend());
+  out->set_backend(config.backend());
+  // The highest version directory is served.
+  out->mutable_version_policy()->mutable_latest()->set_num_versions(1);
+  out->set_max_batch_size(config.max_batch_size());
+
+  const runtime::ClipShape& in = io.spec.input;
+  inference::ModelInput* input = out->add_input();
+  input->set_name(std::string(io.input_name));
+  input->set_data_type(inference::TYPE_FP32);
+  for (int64_t d : {in.channels, in.frames, in.height, in.width}) input->add_dims(d);
+  for (absl::string_view name : {io.logits_name, absl::string_view(kProbabilitiesOutput)}) {
+    inference::ModelOutput* output = out->add_output();
+    output->set_name(std::string(name));
+    output->set_data_type(inference::TYPE_FP32);
+    output->add_dims(io.spec.num_classes);
+    if (has_labels) output->set_label_filename("labels.txt");
+  }
+
+  int instances = 0;
+  for (const config::ModelInstanceGroup& g : config.instance_group()) {
+    instances += g.count();
+  }
+  const bool resolve = instances == static_cast<int>(devices.size());
+  size_t first = 0;
+  for (int i = 0; i < config.instance_group_size(); ++i) {
+    const config::ModelInstanceGroup& g = config.instance_group(i);
+    inference::ModelInstanceGroup* group = out->add_instance_group();
+    group->set_name(absl::StrCat(config.name(), "_", i));
+    group->set_count(g.count());
+    if (!resolve || !LoadedKind(devices.subspan(first, g.count()), group)) {
+      // Same numbers in both enums.
+      group->set_kind(static_cast<inference::ModelInstanceGroup::Kind>(g.kind()));
+      group->mutable_gpus()->CopyFrom(g.gpus());
+    }
+    first += g.count();
+  }
+
+  const config::ModelDynamicBatching& b = config.dynamic_batching();
+  inference::ModelDynamicBatching* batching = out->mutable_dynamic_batching();
+  batching->mutable_preferred_batch_size()->CopyFrom(b.preferred_batch_size());
+  batching->set_max_queue_delay_microseconds(b.max_queue_delay_microseconds());
+  batching->set_priority_levels(b.priority_levels());
+  batching->set_default_priority_level(b.default_priority_level());
+  inference::ModelQueuePolicy* queue = batching->mutable_default_queue_policy();
+  // An expired request is answered DEADLINE_EXCEEDED without running; a
+  // request's own "timeout" parameter overrides the default.
+  queue->set_timeout_action(inference::ModelQueuePolicy::REJECT);
+  queue->set_default_timeout_microseconds(b.default_timeout_microseconds());
+  queue->set_allow_timeout_override(true);
+  queue->set_max_queue_size(static_cast<uint32_t>(
+      std::min<uint64_t>(b.max_queue_size(), std::numeric_limits<uint32_t>::max())));
+
+  for (const auto& [key, value] : config.parameters()) {
+    (*out->mutable_parameters())[key].set_string_value(value.string_value());
+  }
+}
+
+void FillModelStatistics(const InferenceStatistics::Snapshot& stats,
+                         inference::ModelStatistics* out) {
+  out->set_last_inference(stats.last_inference_ms);
+  out->set_inference_count(stats.inference_count);
+  out->set_execution_count(stats.execution_count);
+  inference::InferStatistics* infer = out->mutable_inference_stats();
+  SetDuration(stats.success, infer->mutable_success());
+  SetDuration(stats.fail, infer->mutable_fail());
+  SetDuration(stats.queue, infer->mutable_queue());
+  SetDuration(stats.compute_input, infer->mutable_compute_input());
+  SetDuration(stats.compute_infer, infer->mutable_compute_infer());
+  SetDuration(stats.compute_output, infer->mutable_compute_output());
+  for (const InferenceStatistics::BatchSize& b : stats.batch_sizes) {
+    inference::InferBatchStatistics* batch = out->add_batch_stats();
+    batch->set_batch_size(b.batch_size);
+    SetDuration(b.compute_input, batch->mutable_compute_input());
+    SetDuration(b.compute_infer, batch->mutable_compute_infer());
+    SetDuration(b.compute_output, batch->mutable_compute_output());
   }
 }
 

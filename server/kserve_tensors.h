@@ -1,11 +1,17 @@
 // The Open Inference Protocol (KServe v2) as clipserve's models see it:
-// checking a ModelInferRequest against a model, and filling the response.
-// Pure functions over messages; kserve_service.h does the gRPC side.
+// checking a ModelInferRequest against a model, filling the response, and
+// describing the model (ModelMetadata, Triton's ModelConfig and
+// ModelStatistics). Pure functions over messages; kserve_service.h does the
+// gRPC side.
 //
 // A model with clips of C x T x H x W (config dims) takes one input, named as
 // its config's input, in either of two forms:
-//   UINT8 [B, T, H, W, C]  frames, 0..255 (the server normalises), or
-//   FP32  [B, C, T, H, W]  already normalised,
+//   FP32  [B, C, T, H, W]  already normalised: the config's declared input,
+//                          the one form ModelMetadata and ModelConfig list
+//                          (input names are unique in the protocol), or
+//   UINT8 [B, T, H, W, C]  frames, 0..255 (the server normalises): the same
+//                          name with datatype UINT8, accepted as well; told
+//                          apart by the request's datatype
 // with B in 1..max_batch_size (the B clips are batched together, in order).
 // It answers with up to two outputs, FP32 [B, num_classes]: the config's
 // output (the logits) and "probabilities" (their softmax).
@@ -19,9 +25,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "clipserve/config.pb.h"
 #include "inference/grpc_service.pb.h"
+#include "inference/model_config.pb.h"
 #include "runtime/backend.h"
 #include "runtime/clip.h"
+#include "server/inference_statistics.h"
 #include "server/inference_task.h"
 
 namespace clipserve::server::kserve {
@@ -73,9 +82,26 @@ void FillInferResponse(const inference::ModelInferRequest& request,
                        inference::ModelInferResponse* response);
 
 // Inputs and outputs for ModelMetadata (name, versions and platform are the
-// caller's).
+// caller's): the declared input, FP32 [-1, C, T, H, W], and both outputs,
+// FP32 [-1, num_classes]; -1 also for any size the model leaves free.
 void FillTensorMetadata(const ModelIo& io,
                         inference::ModelMetadataResponse* response);
+
+// What one served model is, for Triton's ModelConfig: its `config`
+// (validated, defaults filled) in Triton's message, with the input and
+// outputs as ModelMetadata lists them (dims without the batch dimension),
+// label_filename "labels.txt" on both outputs when `has_labels`, and each
+// instance group's kind as loaded: `devices` has one entry per instance, in
+// instance_group order ("cpu" or "cuda:N"), so KIND_AUTO and the "device"
+// parameter resolve to KIND_CPU or KIND_GPU with its gpus (a count that
+// does not match keeps the config's kinds).
+void FillModelConfig(const config::ModelConfig& config, const ModelIo& io,
+                     bool has_labels, absl::Span<const std::string> devices,
+                     inference::ModelConfig* out);
+
+// `stats` as Triton's ModelStatistics (name and version are the caller's).
+void FillModelStatistics(const InferenceStatistics::Snapshot& stats,
+                         inference::ModelStatistics* out);
 
 }  // namespace clipserve::server::kserve
 

@@ -13,6 +13,11 @@ int64_t Micros(batching::Duration d) {
   return std::chrono::duration_cast<std::chrono::microseconds>(d).count();
 }
 
+uint64_t Nanos(batching::Duration d) {
+  const int64_t ns = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+  return ns > 0 ? static_cast<uint64_t>(ns) : 0;
+}
+
 }  // namespace
 
 ServedModel::ServedModel(config::ModelConfig config, std::string version,
@@ -25,7 +30,8 @@ ServedModel::ServedModel(config::ModelConfig config, std::string version,
       spec_(instances.front()->spec()),
       default_timeout_(std::chrono::microseconds(
           config_.dynamic_batching().default_timeout_microseconds())),
-      metrics_(metrics) {
+      metrics_(metrics),
+      statistics_(config_.max_batch_size()) {
   instances_.resize(instances.size());
   for (size_t i = 0; i < instances.size(); ++i) {
     instances_[i].backend = std::move(instances[i]);
@@ -104,6 +110,7 @@ void ServedModel::RunBatch(int instance, batching::Batch batch) {
   for (const batching::Batch::Entry& e : batch.entries) {
     state.views.push_back(static_cast<InferenceTask*>(e.task)->clip());
   }
+  const auto start = std::chrono::steady_clock::now();
   const absl::Status status = state.backend->Run(state.views, &state.logits);
   const auto done = std::chrono::steady_clock::now();
 
@@ -112,6 +119,20 @@ void ServedModel::RunBatch(int instance, batching::Batch batch) {
   stats.compute_us = Micros(done - batch.formed_time);
   metrics_->batch_size().Observe(batch.size);
   metrics_->batch_executions().Increment();
+  const uint64_t requests = batch.entries.size();
+  if (status.ok()) {
+    // Before any answer: a client holding its answer finds it counted.
+    uint64_t queue_ns = 0;
+    for (const batching::Batch::Entry& e : batch.entries) {
+      queue_ns += Nanos(batch.formed_time - e.enqueue_time);
+    }
+    const auto epoch_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    statistics_.RecordExecution(batch.size, requests, queue_ns,
+                                Nanos(start - batch.formed_time),
+                                Nanos(done - start),
+                                static_cast<uint64_t>(epoch_ms.count()));
+  }
   const int64_t classes = spec_.num_classes;
   size_t row = 0;
   for (const batching::Batch::Entry& e : batch.entries) {
@@ -126,6 +147,10 @@ void ServedModel::RunBatch(int instance, batching::Batch batch) {
                                        count * classes),
                    classes, stats);
     row += count;
+  }
+  if (status.ok()) {
+    statistics_.AddComputeOutputTime(
+        batch.size, requests, Nanos(std::chrono::steady_clock::now() - done));
   }
 }
 

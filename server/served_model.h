@@ -1,4 +1,5 @@
-// ServedModel: one loaded model version with its batcher and instances.
+// ServedModel: one loaded model version with its batcher and instances, and
+// what it has done (statistics(), for the KServe ModelStatistics RPC).
 #ifndef CLIPSERVE_SERVER_SERVED_MODEL_H_
 #define CLIPSERVE_SERVER_SERVED_MODEL_H_
 
@@ -11,6 +12,7 @@
 #include "batching/batch_scheduler.h"
 #include "clipserve/config.pb.h"
 #include "runtime/backend.h"
+#include "server/inference_statistics.h"
 #include "server/inference_task.h"
 #include "server/metrics.h"
 
@@ -63,6 +65,10 @@ class ServedModel {
   absl::Status Enqueue(InferenceTask* task) { return scheduler_->Enqueue(task); }
 
   ModelMetrics& metrics() const { return *metrics_; }
+  // Recorded by RunBatch (executions) and by each request's CallAccounting
+  // (answers).
+  InferenceStatistics& statistics() { return statistics_; }
+  const InferenceStatistics& statistics() const { return statistics_; }
 
   // Refuses new requests, answers every queued one, and returns when the
   // instances are idle. Idempotent.
@@ -91,6 +97,7 @@ class ServedModel {
   const runtime::ModelSpec spec_;
   const batching::Duration default_timeout_;
   ModelMetrics* const metrics_;
+  InferenceStatistics statistics_;
   std::vector<InstanceState> instances_;
   // Last member: its threads use the members above and stop first.
   std::unique_ptr<batching::BatchScheduler> scheduler_;

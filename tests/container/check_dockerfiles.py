@@ -17,6 +17,8 @@
   /usr/local/bin.
 - The CPU build stage installs only packages scripts/install-deps.sh
   installs (the same Debian packages as the host build).
+- Both build stages install LibTorch from scripts/requirements/torch.txt with
+  pip --require-hashes: the same torch (2.11.0) as the host build's venv.
 
 Exit status 0 when all holds, 1 otherwise.
 """
@@ -111,9 +113,6 @@ def check_file(path, repo, ignore_rules, variant):
             problem(name, f"the build stage must start from a CUDA devel image, got {build}")
         if not re.match(r"^nvidia/cuda:[\w.-]*runtime", resolved[-1]):
             problem(name, f"the final stage must start from a CUDA runtime image, got {resolved[-1]}")
-        url = global_args.get("LIBTORCH_URL") or ""
-        if not re.search(r"libtorch-cxx11-abi-shared-with-deps-2\.", url):
-            problem(name, f"LIBTORCH_URL {url!r}: want a LibTorch 2.x cxx11-ABI zip")
 
     # Sources from the context; the build stage's coverage of the sources.
     seen = set()
@@ -142,6 +141,7 @@ def check_file(path, repo, ignore_rules, variant):
                 problem(name, f"the build stage should configure/build with {flag}")
         if variant == "cpu":
             check_same_packages(name, build_stage, repo)
+        check_same_libtorch(name, build_stage, repo)
 
     check_final_stage(name, stages[-1])
 
@@ -165,6 +165,20 @@ def check_same_packages(name, stage, repo):
         host |= {"g++", "gcc", "make"}
     for p in sorted(apt_packages(stage.instructions) - host):
         problem(name, f"the build stage installs {p}, which scripts/install-deps.sh does not")
+
+
+def check_same_libtorch(name, stage, repo):
+    """The image builds against the LibTorch the host build uses: torch from
+    scripts/requirements/torch.txt (which venv.txt includes), hash-checked."""
+    with open(os.path.join(repo, "scripts/requirements/venv.txt")) as f:
+        if not re.search(r"^-r torch\.txt$", f.read(), re.M):
+            problem("scripts/requirements/venv.txt", "does not include torch.txt")
+    copies = " ".join(i.rest for i in stage.instructions if i.keyword == "COPY")
+    if "scripts/requirements/torch.txt" not in copies:
+        problem(name, "the build stage does not COPY scripts/requirements/torch.txt")
+    runs = [i.rest for i in stage.instructions if i.keyword == "RUN"]
+    if not any(re.search(r"pip install .*--require-hashes.*-r \S*torch\.txt", r, re.S) for r in runs):
+        problem(name, "the build stage does not pip install --require-hashes -r .../torch.txt")
 
 
 def check_final_stage(name, stage):

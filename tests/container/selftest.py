@@ -30,6 +30,9 @@ def scratch(repo, tmp):
         os.makedirs(os.path.dirname(os.path.join(root, f)), exist_ok=True)
         shutil.copy(os.path.join(repo, f), os.path.join(root, f))
     shutil.copytree(os.path.join(repo, "deploy"), os.path.join(root, "deploy"))
+    shutil.copytree(os.path.join(repo, "scripts/requirements"),
+                    os.path.join(root, "scripts/requirements"))
+    shutil.copytree(os.path.join(repo, "cmake"), os.path.join(root, "cmake"))
     with open(os.path.join(repo, "CMakeLists.txt")) as f:
         for d in re.findall(r"add_subdirectory\(\s*([A-Za-z0-9_./-]+)", f.read()):
             os.makedirs(os.path.join(root, d), exist_ok=True)
@@ -70,8 +73,14 @@ CASES = [
      lambda r: edit(os.path.join(r, "deploy/Dockerfile.cpu"), "FROM ${BASE_IMAGE} AS build",
                     "FROM debian:bookworm AS build"), "through a build ARG"),
     ("package the host build does not use", "check_dockerfiles.py",
-     lambda r: edit(os.path.join(r, "deploy/Dockerfile.cpu"), "prometheus-cpp-dev \\",
-                    "prometheus-cpp-dev libboost-dev \\"), "libboost-dev"),
+     lambda r: edit(os.path.join(r, "deploy/Dockerfile.cpu"), "prometheus-cpp-dev python3-venv \\",
+                    "prometheus-cpp-dev python3-venv libboost-dev \\"), "libboost-dev"),
+    ("GPU image on another LibTorch than the host build", "check_dockerfiles.py",
+     lambda r: edit(os.path.join(r, "deploy/Dockerfile.gpu"), "-r /tmp/req/torch.txt",
+                    "torch==2.6.0"), "--require-hashes -r .../torch.txt"),
+    ("CPU image without the pinned torch file", "check_dockerfiles.py",
+     lambda r: edit(os.path.join(r, "deploy/Dockerfile.cpu"),
+                    "scripts/requirements/torch.txt ", ""), "does not COPY scripts/requirements/torch.txt"),
     ("mounted dashboards removed", "check_compose.py",
      lambda r: shutil.rmtree(os.path.join(r, "deploy/grafana/dashboards")), "does not exist"),
     ("mounted alert rules removed", "check_compose.py",

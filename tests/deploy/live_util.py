@@ -126,10 +126,10 @@ def http_get(url, timeout=5):
 def start_clipserve(children, server, repo, log_path, name="clipserve", timeout=180):
     """Starts clipserve on 127.0.0.1 with --grpc-port 0 --metrics-port 0 and
     reads the ports it got from its log. Returns (Popen, grpc_port,
-    metrics_port)."""
-    proc = children.start(name, [
-        server, "--model-repository", repo, "--grpc-address", "127.0.0.1",
-        "--grpc-port", "0", "--metrics-port", "0"], log_path)
+    metrics_port). repo None: no --model-repository (the built-in model)."""
+    repo_args = [] if repo is None else ["--model-repository", repo]
+    proc = children.start(name, [server] + repo_args + [
+        "--grpc-address", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0"], log_path)
 
     def ports():
         if proc.poll() is not None:

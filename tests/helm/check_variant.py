@@ -7,7 +7,8 @@
                                      document (test hooks too) against the
                                      Kubernetes and prometheus-operator
                                      schemas, unknown fields included
-                                     (k8s_validate.mjs)
+                                     (k8s_validate.py: kubernetes-validate
+                                     --strict and the CRD schemas)
 """
 import sys
 

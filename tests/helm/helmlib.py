@@ -1,11 +1,14 @@
 """Shared helpers of the Helm chart tests: run helm, render the chart, and
 validate rendered documents offline against the Kubernetes schemas.
 
+The tests run with the project's virtual environment (.venv/bin/python:
+PyYAML, jsonschema, kubernetes-validate; scripts/install-deps.sh makes it).
 The tools come from scripts/fetch-k8s-tools.sh (the ctest fixture
-helm_fetch_tools runs it): helm in $CLIPSERVE_TOOLS_DIR/bin, the schema
-validators in $CLIPSERVE_TOOLS_DIR/node/node_modules (default: .tools in the
-source tree). helm runs with its cache, config and data homes in a temporary
-directory, so the tests touch nothing of the user's.
+helm_fetch_tools runs it): helm in $CLIPSERVE_TOOLS_DIR/bin, the
+prometheus-operator CRD schemas in $CLIPSERVE_TOOLS_DIR/crd-schemas (default:
+.tools in the source tree); k8s_validate.py checks the documents against
+them and kubernetes-validate's. helm runs with its cache, config and data
+homes in a temporary directory, so the tests touch nothing of the user's.
 """
 import atexit
 import json
@@ -23,8 +26,8 @@ CHART = os.path.join(REPO, "helm", "clipserve")
 EXAMPLES = os.path.join(CHART, "examples")
 TOOLS = os.environ.get("CLIPSERVE_TOOLS_DIR") or os.path.join(REPO, ".tools")
 HELM = os.path.join(TOOLS, "bin", "helm")
-NODE_MODULES = os.path.join(TOOLS, "node", "node_modules")
-VALIDATOR = os.path.join(HERE, "k8s_validate.mjs")
+CRD_SCHEMAS = os.path.join(TOOLS, "crd-schemas")
+VALIDATOR = os.path.join(HERE, "k8s_validate.py")
 
 # The values files the chart is tested with (None: the defaults).
 VARIANTS = {
@@ -47,9 +50,13 @@ def _env():
 
 
 def check_tools():
-    missing = [p for p in (HELM, NODE_MODULES) if not os.path.exists(p)]
-    if not shutil.which("node"):
-        missing.append("node (Debian: npm or nodejs)")
+    try:
+        import jsonschema  # noqa: F401
+        import kubernetes_validate  # noqa: F401
+    except ImportError as e:
+        sys.exit("%s: %s; run the tests with the project's .venv/bin/python "
+                 "(scripts/install-deps.sh makes it)" % (sys.executable, e))
+    missing = [p for p in (HELM, os.path.join(CRD_SCHEMAS, "SOURCE.json")) if not os.path.exists(p)]
     if missing:
         sys.exit("missing: %s; run scripts/fetch-k8s-tools.sh" % ", ".join(missing))
 
@@ -94,7 +101,7 @@ def validate(docs, label="rendered", names=None):
         json.dump([{"name": n, "doc": d} for n, d in zip(names, docs)], f)
         path = f.name
     try:
-        p = subprocess.run(["node", VALIDATOR, "--modules", NODE_MODULES, path],
+        p = subprocess.run([sys.executable, VALIDATOR, "--crd-schemas", CRD_SCHEMAS, path],
                            capture_output=True, text=True)
     finally:
         os.unlink(path)

@@ -10,7 +10,6 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <torch/script.h>
 
 #include "absl/strings/str_cat.h"
 #include "client/clips.h"
@@ -78,14 +77,7 @@ HealthCheckResponse::ServingStatus Health(const std::shared_ptr<grpc::Channel>& 
 // The logits the model gives for `clip` when run directly with LibTorch.
 std::vector<float> DirectLogits(const std::string& model_path,
                                 const v1::Tensor& clip) {
-  torch::jit::Module m = torch::jit::load(model_path);
-  m.eval();
-  torch::NoGradGuard no_grad;
-  at::Tensor frames = torch::from_blob(const_cast<char*>(clip.data().data()),
-                                       {1, kT, kH, kW, 3}, torch::kUInt8);
-  at::Tensor x = frames.to(torch::kFloat).div(127.5).sub(1).permute({0, 4, 1, 2, 3}).contiguous();
-  at::Tensor y = m.forward({x}).toTensor().contiguous();
-  return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+  return DirectModelLogits(model_path, clip.data(), kT, kH, kW);
 }
 
 void ExpectLogitsNear(const v1::ClassifyResponse& r, const std::vector<float>& want) {

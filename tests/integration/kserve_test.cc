@@ -1,8 +1,11 @@
 // End to end: the Open Inference Protocol (inference.GRPCInferenceService)
 // on the real clipserve binary, through the real gRPC stubs: batch requests
 // and the batcher, both protocols sharing batches, priority, timeouts,
-// streaming, full queues and draining. The protocol's every RPC and error is
-// also exercised from Python (tests/python/kserve_client_test.py).
+// streaming, full queues and draining; the metadata a client builds its
+// request from, and Triton's ModelConfig and ModelStatistics extensions
+// counting what really ran. The protocol's every RPC and error is also
+// exercised from Python (tests/python/kserve_client_test.py) and with
+// Triton's own client (tests/python/tritonclient_test.py).
 #include <signal.h>
 
 #include <cstring>
@@ -399,6 +402,254 @@ TEST_F(KServeTest, TypedContentsAreAnsweredTyped) {
                 1e-4 * (1 + std::abs(want[c])));
   }
   ASSERT_EQ(raw.raw_input_contents(0).size(), kClipBytes);
+}
+
+// ---- metadata, Triton's extensions -----------------------------------------
+
+template <typename Response, typename Request, typename Method>
+grpc::Status Call(const std::shared_ptr<grpc::Channel>& channel, Method method,
+                  const Request& request, Response* response) {
+  auto stub = GRPCInferenceService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  return ((*stub).*method)(&context, request, response);
+}
+
+inference::ModelStatistics Stats(const std::shared_ptr<grpc::Channel>& channel,
+                                 const std::string& model) {
+  inference::ModelStatisticsRequest req;
+  req.set_name(model);
+  inference::ModelStatisticsResponse resp;
+  const grpc::Status s =
+      Call(channel, &GRPCInferenceService::Stub::ModelStatistics, req, &resp);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(resp.model_stats_size(), 1);
+  return resp.model_stats_size() == 1 ? resp.model_stats(0) : inference::ModelStatistics();
+}
+
+// batch_stats' execution count for `size` (0: absent).
+uint64_t Executions(const inference::ModelStatistics& s, uint64_t size) {
+  for (const auto& b : s.batch_stats()) {
+    if (b.batch_size() == size) return b.compute_infer().count();
+  }
+  return 0;
+}
+
+uint64_t NowMillis() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+TEST_F(KServeTest, ServerMetadataListsTheExtensionsServed) {
+  inference::ServerMetadataResponse r;
+  const grpc::Status s =
+      Call(Channel(), &GRPCInferenceService::Stub::ServerMetadata,
+           inference::ServerMetadataRequest(), &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(r.name(), "clipserve");
+  EXPECT_EQ(std::vector<std::string>(r.extensions().begin(), r.extensions().end()),
+            (std::vector<std::string>{"model_configuration", "statistics"}));
+}
+
+TEST_F(KServeTest, MetadataListsOneInputAndARequestBuiltFromItRuns) {
+  inference::ModelMetadataRequest req;
+  req.set_name("tiny");
+  inference::ModelMetadataResponse m;
+  const grpc::Status s = Call(Channel(), &GRPCInferenceService::Stub::ModelMetadata, req, &m);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(m.inputs_size(), 1);
+  EXPECT_EQ(m.inputs(0).name(), "clip");
+  EXPECT_EQ(m.inputs(0).datatype(), "FP32");
+  EXPECT_EQ(std::vector<int64_t>(m.inputs(0).shape().begin(), m.inputs(0).shape().end()),
+            (std::vector<int64_t>{-1, 3, kT, kH, kW}));
+
+  // One tensor per listed input, -1 made 1, zeros: what generic clients do.
+  ModelInferRequest r;
+  r.set_model_name("tiny");
+  auto* in = r.add_inputs();
+  in->set_name(m.inputs(0).name());
+  in->set_datatype(m.inputs(0).datatype());
+  size_t values = 1;
+  for (int64_t d : m.inputs(0).shape()) {
+    in->add_shape(d < 0 ? 1 : d);
+    values *= d < 0 ? 1 : static_cast<size_t>(d);
+  }
+  r.add_raw_input_contents()->assign(values * sizeof(float), '\0');
+  InferResult fp32 = Infer(Channel(), r);
+  ASSERT_TRUE(fp32.status.ok()) << fp32.status.error_message();
+  ASSERT_EQ(fp32.response.outputs_size(), 2);
+  EXPECT_EQ(fp32.response.outputs(0).shape(0), 1);
+
+  // The unlisted UINT8 form of the same input is accepted too: frames of 0
+  // are -1 after the server's normalisation, so they match FP32 -1.
+  std::string minus_one;
+  for (size_t i = 0; i < values; ++i) {
+    const float v = -1.0f;
+    minus_one.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  *r.mutable_raw_input_contents(0) = minus_one;
+  InferResult f = Infer(Channel(), r);
+  ModelInferRequest u8 = InferRequest("tiny", 1, 0);
+  u8.clear_outputs();
+  u8.mutable_raw_input_contents(0)->assign(kClipBytes, '\0');
+  InferResult u = Infer(Channel(), u8);
+  ASSERT_TRUE(f.status.ok()) << f.status.error_message();
+  ASSERT_TRUE(u.status.ok()) << u.status.error_message();
+  for (int c = 0; c < kClasses; ++c) {
+    EXPECT_NEAR(RawRow(u.response, 0, 0)[c], RawRow(f.response, 0, 0)[c], 1e-5) << c;
+  }
+}
+
+TEST_F(KServeTest, ModelConfigDescribesTheServedModel) {
+  inference::ModelConfigRequest req;
+  req.set_name("gate");
+  inference::ModelConfigResponse r;
+  grpc::Status s = Call(Channel(), &GRPCInferenceService::Stub::ModelConfig, req, &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  const inference::ModelConfig& c = r.config();
+  EXPECT_EQ(c.name(), "gate");
+  EXPECT_EQ(c.backend(), "torchscript");
+  EXPECT_EQ(c.platform(), "torchscript");
+  EXPECT_EQ(c.max_batch_size(), 1);
+  ASSERT_EQ(c.input_size(), 1);
+  EXPECT_EQ(c.input(0).name(), "clip");
+  EXPECT_EQ(c.input(0).data_type(), inference::TYPE_FP32);
+  EXPECT_EQ(std::vector<int64_t>(c.input(0).dims().begin(), c.input(0).dims().end()),
+            (std::vector<int64_t>{3, kT, kH, kW}));
+  ASSERT_EQ(c.output_size(), 2);
+  EXPECT_EQ(c.output(0).name(), "logits");
+  EXPECT_EQ(c.output(1).name(), "probabilities");
+  EXPECT_EQ(c.output(1).dims(0), kClasses);
+  // No instance_group in its config.pbtxt: the default, one CPU instance.
+  ASSERT_EQ(c.instance_group_size(), 1);
+  EXPECT_EQ(c.instance_group(0).count(), 1);
+  EXPECT_EQ(c.instance_group(0).kind(), inference::ModelInstanceGroup::KIND_CPU);
+  ASSERT_TRUE(c.has_dynamic_batching());
+  EXPECT_EQ(c.dynamic_batching().default_queue_policy().max_queue_size(), 3u);
+  EXPECT_EQ(c.dynamic_batching().priority_levels(), 3u);  // the default
+  EXPECT_EQ(c.dynamic_batching().default_priority_level(), 2u);
+
+  req.set_name("tiny");
+  req.set_version("1");
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelConfig, req, &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(r.config().max_batch_size(), 8);
+  EXPECT_EQ(r.config().dynamic_batching().max_queue_delay_microseconds(), 1000000u);
+
+  req.set_version("7");
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelConfig, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("'7'"), std::string::npos) << s.error_message();
+  req.set_name("no-such-model");
+  req.clear_version();
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelConfig, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("no-such-model"), std::string::npos) << s.error_message();
+}
+
+TEST_F(KServeTest, ModelStatisticsCountWhatRanOnBothProtocols) {
+  const inference::ModelStatistics before = Stats(Channel(), "tiny");
+  EXPECT_EQ(before.name(), "tiny");
+  EXPECT_EQ(before.version(), "1");
+  const uint64_t start_ms = NowMillis();
+
+  // 3 + 5 clips: one execution of 8 (see BatchRequestsFillOneBatchTogether).
+  auto a = InferAsync(Channel(), InferRequest("tiny", 3, 1));
+  std::this_thread::sleep_for(milliseconds(100));
+  auto b = InferAsync(Channel(), InferRequest("tiny", 5, 4));
+  InferResult ra = a.get(), rb = b.get();
+  ASSERT_TRUE(ra.status.ok()) << ra.status.error_message();
+  ASSERT_TRUE(rb.status.ok()) << rb.status.error_message();
+  ASSERT_EQ(Param(rb.response, "batch_size"), 8);
+
+  // Counted as soon as the answers are in.
+  inference::ModelStatistics s = Stats(Channel(), "tiny");
+  const auto& i = s.inference_stats();
+  const auto& i0 = before.inference_stats();
+  EXPECT_EQ(s.execution_count(), before.execution_count() + 1);
+  EXPECT_EQ(s.inference_count(), before.inference_count() + 8);
+  EXPECT_EQ(i.success().count(), i0.success().count() + 2);
+  EXPECT_EQ(i.fail().count(), i0.fail().count());
+  for (const auto* d : {&i.queue(), &i.compute_input(), &i.compute_infer(), &i.compute_output()}) {
+    EXPECT_GE(d->count(), 2u);
+  }
+  EXPECT_EQ(i.queue().count(), i0.queue().count() + 2);
+  EXPECT_EQ(i.compute_infer().count(), i0.compute_infer().count() + 2);
+  EXPECT_EQ(Executions(s, 8), Executions(before, 8) + 1);
+  // Both requests were charged the batch's run; the first also waited ~100 ms.
+  EXPECT_GT(i.compute_infer().ns(), i0.compute_infer().ns());
+  EXPECT_GE(i.queue().ns() - i0.queue().ns(), 90u * 1000 * 1000);
+  EXPECT_GE(i.success().ns() - i0.success().ns(),
+            i.queue().ns() - i0.queue().ns() + i.compute_infer().ns() - i0.compute_infer().ns());
+  EXPECT_GE(s.last_inference(), start_ms);
+  EXPECT_LE(s.last_inference(), NowMillis());
+
+  // Our own API counts in the same statistics; a refused request counts as
+  // a failure; a request for an unknown model counts nowhere.
+  EXPECT_EQ(ClassifyLogits(Channel(), "tiny", 5).size(), static_cast<size_t>(kClasses));
+  ModelInferRequest bad = InferRequest("tiny", 1, 6);
+  bad.mutable_inputs(0)->set_datatype("INT32");
+  EXPECT_EQ(Infer(Channel(), bad).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Infer(Channel(), InferRequest("no-such-model", 1, 6)).status.error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  const inference::ModelStatistics after = Stats(Channel(), "tiny");
+  EXPECT_EQ(after.execution_count(), s.execution_count() + 1);
+  EXPECT_EQ(after.inference_count(), s.inference_count() + 1);
+  EXPECT_EQ(after.inference_stats().success().count(), i.success().count() + 1);
+  EXPECT_EQ(after.inference_stats().fail().count(), i.fail().count() + 1);
+  EXPECT_EQ(Executions(after, 1), Executions(s, 1) + 1);
+}
+
+TEST_F(KServeTest, ModelStatisticsCountAnExpiredRequestAsAFailure) {
+  const inference::ModelStatistics before = Stats(Channel(), "gate");
+  auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
+  WaitForGate(1);
+  ModelInferRequest hurried = InferRequest("gate", 1, 2);
+  (*hurried.mutable_parameters())["timeout"].set_int64_param(50000);
+  EXPECT_EQ(Infer(Channel(), hurried).status.error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  ASSERT_TRUE(blocker.get().status.ok());
+  const inference::ModelStatistics after = Stats(Channel(), "gate");
+  EXPECT_EQ(after.inference_stats().fail().count(),
+            before.inference_stats().fail().count() + 1);
+  // At least its 50 ms in the queue, counted as the failure's time.
+  EXPECT_GE(after.inference_stats().fail().ns() - before.inference_stats().fail().ns(),
+            50u * 1000 * 1000);
+  EXPECT_EQ(after.inference_stats().success().count(),
+            before.inference_stats().success().count() + 1);
+  EXPECT_EQ(after.execution_count(), before.execution_count() + 1);
+  EXPECT_EQ(after.inference_stats().queue().count(),
+            before.inference_stats().queue().count() + 1);
+}
+
+TEST_F(KServeTest, ModelStatisticsSelectModelsByNameAndVersion) {
+  inference::ModelStatisticsRequest req;
+  inference::ModelStatisticsResponse r;
+  grpc::Status s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(r.model_stats_size(), 2);  // every model, in name order
+  EXPECT_EQ(r.model_stats(0).name(), "gate");
+  EXPECT_EQ(r.model_stats(1).name(), "tiny");
+  for (const auto& m : r.model_stats()) EXPECT_EQ(m.version(), "1");
+
+  req.set_version("1");
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(r.model_stats_size(), 2);
+  req.set_version("7");
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("version '7'"), std::string::npos) << s.error_message();
+  req.set_name("tiny");
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("'7'"), std::string::npos) << s.error_message();
+  req.set_name("no-such-model");
+  req.clear_version();
+  s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(s.error_message().find("no-such-model"), std::string::npos) << s.error_message();
 }
 
 // SIGTERM while requests wait: queued ones are answered, new ones get

@@ -102,4 +102,19 @@ def forward(self, x):
 )";
 }
 
+std::vector<float> DirectModelLogits(const std::string& model_path,
+                                     const std::string& frames, int t, int h,
+                                     int w) {
+  torch::jit::Module m = torch::jit::load(model_path);
+  m.eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor clip =
+      torch::from_blob(const_cast<char*>(frames.data()), {1, t, h, w, 3},
+                       torch::kUInt8);
+  const at::Tensor x =
+      clip.to(torch::kFloat).div(127.5).sub(1).permute({0, 4, 1, 2, 3}).contiguous();
+  const at::Tensor y = m.forward({x}).toTensor().contiguous();
+  return std::vector<float>(y.data_ptr<float>(), y.data_ptr<float>() + y.numel());
+}
+
 }  // namespace clipserve::testing

@@ -46,6 +46,15 @@ std::string SlowForward(int iterations);
 // 0.99 (a uint8 255), else a linear head.
 std::string FailingForward();
 
+// The logits of the TorchScript model at `model_path` run directly with
+// LibTorch (no server) on one clip of uint8 RGB frames [t, h, w, 3] in
+// `frames`, normalised as the server does (x / 127.5 - 1). Kept here so
+// that the tests compiling generated protobuf code never include LibTorch
+// (whose headers carry their own, different protobuf).
+std::vector<float> DirectModelLogits(const std::string& model_path,
+                                     const std::string& frames, int t, int h,
+                                     int w);
+
 }  // namespace clipserve::testing
 
 #endif  // CLIPSERVE_TESTS_INTEGRATION_TEST_MODELS_H_

@@ -176,37 +176,45 @@ TEST(KServeSplitTest, IgnoresParametersOfAnotherType) {
   EXPECT_EQ(s.batch_size, 4);
 }
 
-TEST(KServeClipDimsTest, ReadsTheInputOfTheDatatype) {
-  inference::ModelMetadataResponse m;
-  auto* u8 = m.add_inputs();
-  u8->set_name("clip");
-  u8->set_datatype("UINT8");
-  for (int64_t d : {-1, 16, 112, 96, 3}) u8->add_shape(d);
-  auto* f32 = m.add_inputs();
+TEST(KServeClipDimsTest, ReadsEitherLayout) {
+  inference::ModelMetadataResponse f32_only;
+  auto* f32 = f32_only.add_inputs();
   f32->set_name("clip");
   f32->set_datatype("FP32");
   for (int64_t d : {-1, 3, 8, 64, -1}) f32->add_shape(d);
-  EXPECT_EQ(KServeClipDims(m, "UINT8"), (std::vector<int64_t>{16, 112, 96}));
-  EXPECT_EQ(KServeClipDims(m, "FP32"), (std::vector<int64_t>{8, 64, -1}));
-  EXPECT_FALSE(KServeClipDims(m, "FP16").has_value());
+  EXPECT_EQ(KServeClipDims(f32_only), (std::vector<int64_t>{8, 64, -1}));
+
+  inference::ModelMetadataResponse u8_only;
+  auto* u8 = u8_only.add_inputs();
+  u8->set_name("clip");
+  u8->set_datatype("UINT8");
+  for (int64_t d : {-1, 16, 112, 96, 3}) u8->add_shape(d);
+  EXPECT_EQ(KServeClipDims(u8_only), (std::vector<int64_t>{16, 112, 96}));
+
+  inference::ModelMetadataResponse fp16;
+  auto* half = fp16.add_inputs();
+  half->set_name("clip");
+  half->set_datatype("FP16");
+  for (int64_t d : {-1, 3, 8, 64, 64}) half->add_shape(d);
+  EXPECT_FALSE(KServeClipDims(fp16).has_value());
 }
 
 TEST(KServeClipDimsTest, SkipsOtherNamesAndRanks) {
   inference::ModelMetadataResponse m;
   auto* other = m.add_inputs();
   other->set_name("frames");
-  other->set_datatype("UINT8");
-  for (int64_t d : {-1, 1, 2, 3, 3}) other->add_shape(d);
+  other->set_datatype("FP32");
+  for (int64_t d : {-1, 3, 1, 2, 3}) other->add_shape(d);
   auto* rank4 = m.add_inputs();
   rank4->set_name("clip");
-  rank4->set_datatype("UINT8");
-  for (int64_t d : {16, 112, 112, 3}) rank4->add_shape(d);
-  EXPECT_FALSE(KServeClipDims(m, "UINT8").has_value());
+  rank4->set_datatype("FP32");
+  for (int64_t d : {3, 16, 112, 112}) rank4->add_shape(d);
+  EXPECT_FALSE(KServeClipDims(m).has_value());
   auto* clip = m.add_inputs();
   clip->set_name("clip");
-  clip->set_datatype("UINT8");
-  for (int64_t d : {-1, 4, 5, 6, 3}) clip->add_shape(d);
-  EXPECT_EQ(KServeClipDims(m, "UINT8"), (std::vector<int64_t>{4, 5, 6}));
+  clip->set_datatype("FP32");
+  for (int64_t d : {-1, 3, 4, 5, 6}) clip->add_shape(d);
+  EXPECT_EQ(KServeClipDims(m), (std::vector<int64_t>{4, 5, 6}));
 }
 
 TEST(StatusCodeNameTest, NamesTheCanonicalCodesAndOnlyThose) {

@@ -6,13 +6,14 @@ own proto/inference/grpc_service.proto, against the real clipserve binary.
   kserve_client_test.py --server CLIPSERVE --bench-repo CLIPSERVE_BENCH_REPO
       --source-dir DIR [--model micro]
 
-1. Compiles proto/inference/grpc_service.proto and
-   proto/grpc/health/v1/health.proto with `python3 -m grpc_tools.protoc` into
+1. Compiles proto/inference/grpc_service.proto (with the
+   model_config.proto it imports) and proto/grpc/health/v1/health.proto with `python3 -m grpc_tools.protoc` into
    a temporary directory and imports the generated modules.
 2. Writes the benchmark model repository (clipserve-bench-repo) and starts
    clipserve on 127.0.0.1 with --grpc-port 0 --metrics-port 0 (it logs the
    port it got).
-3. Calls every RPC of inference.GRPCInferenceService on the "micro" model
+3. Calls every RPC of inference.GRPCInferenceService (Triton's ModelConfig
+   and ModelStatistics extensions included) on the "micro" model
    (4 x 16 x 16 clips, max_batch_size 8, 400 classes: cheap on a CPU) plus
    grpc.health.v1.Health/Check, checking the answers against the model's
    config.pbtxt and against each other: the same clip sent as raw UINT8,
@@ -53,9 +54,7 @@ os.environ["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
 import argparse  # noqa: E402
 import importlib  # noqa: E402
 import queue  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -68,7 +67,11 @@ sys.dont_write_bytecode = True
 # test, the server started on ports 0 and its ports read from its log.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "deploy"))
 import live_util  # noqa: E402
-from live_util import Children, Failure, die_with_parent, install_signal_handlers, log  # noqa: E402
+from live_util import Children, Failure, install_signal_handlers, log  # noqa: E402
+# The model as its config.pbtxt says, and the numerics to compare answers
+# with (shared with tritonclient_test.py).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from kserve_model import Model, max_diff, run_tool, softmax, to_fp32  # noqa: E402
 
 RPC_TIMEOUT = 30.0         # seconds, every unary call
 STREAM_TIMEOUT = 60.0      # seconds, the whole ModelStreamInfer call
@@ -90,28 +93,20 @@ def check(cond, msg):
 
 # ---- processes --------------------------------------------------------------
 
-def run_tool(cmd, what, timeout=120):
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.STDOUT, timeout=timeout, preexec_fn=die_with_parent)
-    if p.returncode != 0:
-        raise Failure(f"{what} failed with {p.returncode}: {' '.join(cmd)}\n"
-                      f"{p.stdout.decode(errors='replace')}")
-
-
-
 # ---- generated code ---------------------------------------------------------
 
 def compile_protos(source_dir, out_dir):
     """Runs grpc_tools.protoc on the project's protos; returns the modules
     (pb2, pb2_grpc, health_pb2, health_pb2_grpc)."""
     proto_root = os.path.join(source_dir, "proto")
-    inference_proto = os.path.join(proto_root, "inference", "grpc_service.proto")
+    inference_protos = [os.path.join(proto_root, "inference", f)
+                        for f in ("grpc_service.proto", "model_config.proto")]
     health_proto = os.path.join(proto_root, "grpc", "health", "v1", "health.proto")
     gen = os.path.join(out_dir, "gen")
     os.makedirs(gen)
     run_tool([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto_root}",
-              f"--python_out={gen}", f"--grpc_python_out={gen}", inference_proto],
-             "grpc_tools.protoc (inference/grpc_service.proto)")
+              f"--python_out={gen}", f"--grpc_python_out={gen}"] + inference_protos,
+             "grpc_tools.protoc (inference/grpc_service.proto, inference/model_config.proto)")
     # A neutral path for health.proto: see the module docstring.
     health_src = os.path.join(out_dir, "health_src")
     os.makedirs(health_src)
@@ -128,57 +123,6 @@ def compile_protos(source_dir, out_dir):
     from google.protobuf.internal import api_implementation
     log(f"generated code imported; protobuf backend: {api_implementation.Type()}")
     return pb2, pb2_grpc, health_pb2, health_pb2_grpc
-
-
-# ---- the model, from its config.pbtxt ---------------------------------------
-
-class Model:
-    """What the repository's config.pbtxt says (independently of the server)."""
-
-    def __init__(self, repo, name):
-        with open(os.path.join(repo, name, "config.pbtxt")) as f:
-            text = f.read()
-
-        def one(pattern, what):
-            m = re.search(pattern, text, re.S)
-            if not m:
-                raise Failure(f"{name}/config.pbtxt: no {what}")
-            return m
-
-        def dims(block):
-            return [int(d) for d in re.search(r"dims:\s*\[([^\]]*)\]", block).group(1).split(",")]
-
-        self.name = name
-        self.backend = one(r'backend:\s*"([^"]*)"', "backend").group(1)
-        self.max_batch_size = int(one(r"max_batch_size:\s*(\d+)", "max_batch_size").group(1))
-        inp = one(r"input\s*\{([^}]*)\}", "input").group(1)
-        out = one(r"output\s*\{([^}]*)\}", "output").group(1)
-        self.input_name = re.search(r'name:\s*"([^"]*)"', inp).group(1)
-        self.logits_name = re.search(r'name:\s*"([^"]*)"', out).group(1)
-        self.c, self.t, self.h, self.w = dims(inp)
-        (self.classes,) = dims(out)
-        # dynamic_batching.priority_levels, 3 when the config leaves it out.
-        levels = re.search(r"priority_levels:\s*(\d+)", text)
-        self.levels = int(levels.group(1)) if levels else 3
-
-    def u8_shape(self, b):
-        return [b, self.t, self.h, self.w, self.c]
-
-    def f32_shape(self, b):
-        return [b, self.c, self.t, self.h, self.w]
-
-
-def to_fp32(frames):
-    """UINT8 [B, T, H, W, C] -> the server's normalisation, FP32 [B, C, T, H, W]
-    (runtime/torch_backend.cc: x / 127.5 - 1)."""
-    return (np.transpose(frames, (0, 4, 1, 2, 3)).astype(np.float32) / np.float32(127.5)
-            - np.float32(1.0))
-
-
-def softmax(logits):
-    x = logits.astype(np.float64)
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 # ---- the client side --------------------------------------------------------
@@ -276,10 +220,6 @@ def check_params(response, what, model, min_batch=1):
           f"{what}: queue_us {q}, compute_us {c}, batch_size {b} (int64, sane)")
 
 
-def max_diff(a, b):
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-
-
 # ---- the test ---------------------------------------------------------------
 
 def test_health_and_metadata(c, health_pb2, health_stub, model, other):
@@ -300,16 +240,18 @@ def test_health_and_metadata(c, health_pb2, health_stub, model, other):
                                            timeout=RPC_TIMEOUT), f"'{UNKNOWN_VERSION}'")
 
     r = stub.ServerMetadata(pb2.ServerMetadataRequest(), timeout=RPC_TIMEOUT)
-    check(r.name == "clipserve" and r.version != "",
-          f"ServerMetadata: name 'clipserve', a version (got {r.name!r}, {r.version!r}, "
-          f"extensions {list(r.extensions)})")
+    check(r.name == "clipserve" and r.version != ""
+          and list(r.extensions) == ["model_configuration", "statistics"],
+          f"ServerMetadata: name 'clipserve', a version, extensions model_configuration "
+          f"and statistics (got {r.name!r}, {r.version!r}, {list(r.extensions)})")
 
     for m in (model, other):
         r = stub.ModelMetadata(pb2.ModelMetadataRequest(name=m.name), timeout=RPC_TIMEOUT)
         inputs = [(t.name, t.datatype, list(t.shape)) for t in r.inputs]
         outputs = [(t.name, t.datatype, list(t.shape)) for t in r.outputs]
-        want_in = [(m.input_name, "UINT8", [-1] + m.u8_shape(1)[1:]),
-                   (m.input_name, "FP32", [-1] + m.f32_shape(1)[1:])]
+        # The declared input once (names are unique); UINT8 frames under the
+        # same name are accepted too (test_infer), unlisted.
+        want_in = [(m.input_name, "FP32", [-1] + m.f32_shape(1)[1:])]
         want_out = [(m.logits_name, "FP32", [-1, m.classes]),
                     ("probabilities", "FP32", [-1, m.classes])]
         check(r.name == m.name and list(r.versions) == ["1"] and r.platform == m.backend,
@@ -335,6 +277,53 @@ def test_health_and_metadata(c, health_pb2, health_stub, model, other):
     c.expect_error("Health/Check of an unknown service", grpc.StatusCode.NOT_FOUND,
                    lambda: health_stub.Check(health_pb2.HealthCheckRequest(service=UNKNOWN_MODEL),
                                              timeout=RPC_TIMEOUT))
+
+
+def test_config_and_statistics(c, model, other, before):
+    """Triton's ModelConfig and ModelStatistics extensions; `before` is the
+    model's statistics before test_infer and test_errors ran."""
+    pb2, stub = c.pb2, c.stub
+    for m in (model, other):
+        cfg = stub.ModelConfig(pb2.ModelConfigRequest(name=m.name), timeout=RPC_TIMEOUT).config
+        got = (cfg.name, cfg.backend, cfg.max_batch_size,
+               [(t.name, t.data_type, list(t.dims)) for t in cfg.input],
+               [(t.name, t.data_type, list(t.dims)) for t in cfg.output])
+        fp32 = importlib.import_module("inference.model_config_pb2").TYPE_FP32
+        want = (m.name, m.backend, m.max_batch_size,
+                [(m.input_name, fp32, m.f32_shape(1)[1:])],
+                [(m.logits_name, fp32, [m.classes]), ("probabilities", fp32, [m.classes])])
+        check(got == want, f"ModelConfig {m.name}: {want} (got {got})")
+        check(cfg.dynamic_batching.priority_levels == m.levels,
+              f"ModelConfig {m.name}: dynamic_batching.priority_levels {m.levels}")
+    c.expect_error("ModelConfig of an unknown model", grpc.StatusCode.NOT_FOUND,
+                   lambda: stub.ModelConfig(pb2.ModelConfigRequest(name=UNKNOWN_MODEL),
+                                            timeout=RPC_TIMEOUT), UNKNOWN_MODEL)
+
+    r = stub.ModelStatistics(pb2.ModelStatisticsRequest(name=model.name), timeout=RPC_TIMEOUT)
+    check([(s.name, s.version) for s in r.model_stats] == [(model.name, "1")],
+          f"ModelStatistics {model.name}: one entry, version 1")
+    after = r.model_stats[0]
+    i, i0 = after.inference_stats, before.inference_stats
+    # test_infer sent 3 + 3 + 2 + 2 batches of 3 and 1-clip requests;
+    # test_errors refused ~30 and answered one more.
+    check(after.execution_count > before.execution_count
+          and after.inference_count >= before.inference_count + 3 * 4
+          and i.success.count > i0.success.count and i.fail.count >= i0.fail.count + 20,
+          f"ModelStatistics {model.name}: executions, clips, successes and failures grew "
+          f"({before.execution_count}->{after.execution_count}, "
+          f"{before.inference_count}->{after.inference_count}, "
+          f"{i0.success.count}->{i.success.count}, {i0.fail.count}->{i.fail.count})")
+    sizes = {b.batch_size: b.compute_infer.count for b in after.batch_stats}
+    check(sizes.get(3, 0) >= 1 and sum(sizes.values()) == after.execution_count,
+          f"ModelStatistics {model.name}: batch_stats has batch size 3 and adds up to "
+          f"execution_count (got {sizes})")
+    everything = stub.ModelStatistics(pb2.ModelStatisticsRequest(), timeout=RPC_TIMEOUT)
+    names = [s.name for s in everything.model_stats]
+    check(names == sorted(names) and model.name in names and other.name in names,
+          f"ModelStatistics without a name: every model, in name order (got {names})")
+    c.expect_error("ModelStatistics of an unknown model", grpc.StatusCode.NOT_FOUND,
+                   lambda: stub.ModelStatistics(pb2.ModelStatisticsRequest(name=UNKNOWN_MODEL),
+                                                timeout=RPC_TIMEOUT), UNKNOWN_MODEL)
 
 
 def test_infer(c, clips):
@@ -671,8 +660,11 @@ def main():
         clips = rng.integers(0, 256, size=model.u8_shape(3), dtype=np.uint8)
 
         test_health_and_metadata(c, health_pb2, health_stub, model, other)
+        before = c.stub.ModelStatistics(pb2.ModelStatisticsRequest(name=model.name),
+                                        timeout=RPC_TIMEOUT).model_stats[0]
         ref = test_infer(c, clips)
         test_errors(c, clips, ref)
+        test_config_and_statistics(c, model, other, before)
         test_stream(c, clips, ref)
 
         channel.close()

@@ -1,14 +1,9 @@
 # The I3D cross-check: the native C++ I3D against an independent Python
 # implementation of the spec (tests/python/i3d_reference.py), and the tests
 # of the checkpoint converter (tools/convert_checkpoint.py). Both need a
-# Python with torch and numpy: Debian's python3-torch and python3-numpy
-# (scripts/install-deps.sh), i.e. /usr/bin/python3, not a pyenv/venv python.
+# Python with torch and numpy: CLIPSERVE_PYTHON, the project's venv, whose
+# torch is the LibTorch the C++ code links (cmake/FindLibTorch.cmake).
 # Included from tests/runtime/CMakeLists.txt.
-
-# The same cache variable as tests/runtime/i3d.cmake (whichever file comes
-# first defines it; the other's set() leaves it alone).
-set(CLIPSERVE_TORCH_PYTHON "/usr/bin/python3" CACHE FILEPATH
-  "Python interpreter with PyTorch, for tests that write .pth files")
 
 if(EXISTS ${PROJECT_SOURCE_DIR}/runtime/i3d.h)
   add_executable(i3d_crosscheck_test i3d_crosscheck_test.cc)
@@ -16,7 +11,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/runtime/i3d.h)
     PRIVATE clipserve_runtime ${TORCH_LIBRARIES} GTest::gtest_main)
   target_compile_definitions(i3d_crosscheck_test PRIVATE
     CLIPSERVE_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
-    CLIPSERVE_PYTHON="${CLIPSERVE_TORCH_PYTHON}")
+    CLIPSERVE_PYTHON="${CLIPSERVE_PYTHON}")
   clipserve_target_defaults(i3d_crosscheck_test)
   # Listing the tests loads LibTorch. On two cores the 16x224x224 case takes
   # ~10 s and the whole binary ~30 s, far below the limit.
@@ -26,6 +21,6 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/runtime/i3d.h)
 endif()
 
 add_test(NAME convert_checkpoint_py
-  COMMAND ${CLIPSERVE_TORCH_PYTHON}
+  COMMAND ${CLIPSERVE_PYTHON}
           ${PROJECT_SOURCE_DIR}/tests/python/test_convert_checkpoint.py)
 set_tests_properties(convert_checkpoint_py PROPERTIES TIMEOUT 300)

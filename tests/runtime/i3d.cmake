@@ -4,12 +4,10 @@
 add_executable(i3d_test i3d_test.cc)
 target_link_libraries(i3d_test
   PRIVATE clipserve_runtime ${TORCH_LIBRARIES} GTest::gtest_main absl::strings)
-# The .pth tests write files with Python's torch.save (Debian python3-torch,
-# installed by scripts/install-deps.sh); plain `python3` may lack torch.
-set(CLIPSERVE_TORCH_PYTHON "/usr/bin/python3" CACHE FILEPATH
-  "Python interpreter with PyTorch, for tests that write .pth files")
+# The .pth tests write files with Python's torch.save: CLIPSERVE_PYTHON, the
+# project's venv with the same torch 2.11 (cmake/FindLibTorch.cmake).
 target_compile_definitions(i3d_test PRIVATE
-  CLIPSERVE_TORCH_PYTHON="${CLIPSERVE_TORCH_PYTHON}"
+  CLIPSERVE_TORCH_PYTHON="${CLIPSERVE_PYTHON}"
   CLIPSERVE_I3D_MAKE_PTH="${CMAKE_CURRENT_SOURCE_DIR}/i3d_make_pth.py")
 clipserve_target_defaults(i3d_test)
 gtest_discover_tests(i3d_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)

@@ -156,22 +156,182 @@ TEST(KServeTensorsTest, ResponseTakesTheRequestsFormAndOutputOrder) {
   EXPECT_EQ(out.outputs(1).contents().fp32_contents(2), 3);
 }
 
-TEST(KServeTensorsTest, MetadataListsBothInputFormsWithABatchDimension) {
+TEST(KServeTensorsTest, MetadataListsTheDeclaredInputOnceWithABatchDimension) {
   ModelIo io = Io();
   io.spec.input.width = -1;  // any width
   inference::ModelMetadataResponse m;
   FillTensorMetadata(io, &m);
-  ASSERT_EQ(m.inputs_size(), 2);
-  EXPECT_EQ(m.inputs(0).datatype(), "UINT8");
+  // Input names are unique: the config's FP32 form only.
+  ASSERT_EQ(m.inputs_size(), 1);
+  EXPECT_EQ(m.inputs(0).name(), "clip");
+  EXPECT_EQ(m.inputs(0).datatype(), "FP32");
   EXPECT_EQ(std::vector<int64_t>(m.inputs(0).shape().begin(), m.inputs(0).shape().end()),
-            (std::vector<int64_t>{-1, 2, 4, -1, 3}));
-  EXPECT_EQ(m.inputs(1).datatype(), "FP32");
-  EXPECT_EQ(std::vector<int64_t>(m.inputs(1).shape().begin(), m.inputs(1).shape().end()),
             (std::vector<int64_t>{-1, 3, 2, 4, -1}));
   ASSERT_EQ(m.outputs_size(), 2);
   EXPECT_EQ(m.outputs(0).name(), "scores");
   EXPECT_EQ(m.outputs(1).name(), "probabilities");
-  EXPECT_EQ(m.outputs(1).shape(1), 3);
+  for (const auto& out : m.outputs()) {
+    EXPECT_EQ(out.datatype(), "FP32");
+    EXPECT_EQ(std::vector<int64_t>(out.shape().begin(), out.shape().end()),
+              (std::vector<int64_t>{-1, 3}));
+  }
+}
+
+TEST(KServeTensorsTest, UnlistedUint8FormOfTheListedInputIsStillAccepted) {
+  inference::ModelMetadataResponse m;
+  FillTensorMetadata(Io(), &m);
+  ASSERT_EQ(m.inputs_size(), 1);
+  // A client building its tensor from the listed input...
+  ModelInferRequest listed;
+  auto* in = listed.add_inputs();
+  in->set_name(m.inputs(0).name());
+  in->set_datatype(m.inputs(0).datatype());
+  int64_t bytes = 4;
+  for (int64_t d : m.inputs(0).shape()) {
+    in->add_shape(d == -1 ? 1 : d);
+    bytes *= d == -1 ? 1 : d;
+  }
+  listed.add_raw_input_contents()->assign(bytes, '\0');
+  ParsedInfer p;
+  ASSERT_TRUE(ParseInferRequest(listed, Io(), &p).ok());
+  EXPECT_EQ(p.clip.dtype, runtime::ClipDType::kFloat32);
+  // ...and one sending frames under the same name.
+  ASSERT_TRUE(ParseInferRequest(Uint8Request(1), Io(), &p).ok());
+  EXPECT_EQ(p.clip.dtype, runtime::ClipDType::kUInt8);
+  EXPECT_EQ(p.clip.shape.channels, 3);
+  EXPECT_EQ(p.clip.shape.frames, 2);
+}
+
+config::ModelConfig TwoGroupConfig() {
+  config::ModelConfig c;
+  c.set_name("m");
+  c.set_backend("torchscript");
+  c.set_max_batch_size(4);
+  auto* in = c.add_input();
+  in->set_name("clip");
+  in->set_data_type(config::TYPE_FP32);
+  for (int64_t d : {3, 2, 4, 5}) in->add_dims(d);
+  auto* out = c.add_output();
+  out->set_name("scores");
+  out->set_data_type(config::TYPE_FP32);
+  out->add_dims(3);
+  auto* auto_group = c.add_instance_group();
+  auto_group->set_count(2);
+  auto_group->set_kind(config::ModelInstanceGroup::KIND_AUTO);
+  auto* gpu_group = c.add_instance_group();
+  gpu_group->set_count(2);
+  gpu_group->set_kind(config::ModelInstanceGroup::KIND_GPU);
+  gpu_group->add_gpus(1);
+  gpu_group->add_gpus(0);
+  auto* b = c.mutable_dynamic_batching();
+  b->set_max_queue_delay_microseconds(2000);
+  b->add_preferred_batch_size(2);
+  b->add_preferred_batch_size(4);
+  b->set_max_queue_size(64);
+  b->set_default_timeout_microseconds(500000);
+  b->set_priority_levels(5);
+  b->set_default_priority_level(3);
+  (*c.mutable_parameters())["intra_op_threads"].set_string_value("2");
+  return c;
+}
+
+TEST(KServeTensorsTest, ModelConfigCarriesTheServedConfigInTritonsTerms) {
+  inference::ModelConfig m;
+  const std::vector<std::string> devices = {"cpu", "cpu", "cuda:1", "cuda:0"};
+  FillModelConfig(TwoGroupConfig(), Io(), /*has_labels=*/true, devices, &m);
+  EXPECT_EQ(m.name(), "m");
+  EXPECT_EQ(m.platform(), "torchscript");
+  EXPECT_EQ(m.backend(), "torchscript");
+  EXPECT_EQ(m.max_batch_size(), 4);
+  EXPECT_EQ(m.version_policy().latest().num_versions(), 1u);
+
+  ASSERT_EQ(m.input_size(), 1);
+  EXPECT_EQ(m.input(0).name(), "clip");
+  EXPECT_EQ(m.input(0).data_type(), inference::TYPE_FP32);
+  EXPECT_EQ(std::vector<int64_t>(m.input(0).dims().begin(), m.input(0).dims().end()),
+            (std::vector<int64_t>{3, 2, 4, 5}));
+  ASSERT_EQ(m.output_size(), 2);
+  EXPECT_EQ(m.output(0).name(), "scores");
+  EXPECT_EQ(m.output(1).name(), "probabilities");
+  for (const auto& out : m.output()) {
+    EXPECT_EQ(out.data_type(), inference::TYPE_FP32);
+    ASSERT_EQ(out.dims_size(), 1);
+    EXPECT_EQ(out.dims(0), 3);
+    EXPECT_EQ(out.label_filename(), "labels.txt");
+  }
+
+  // KIND_AUTO as it was loaded; the GPU group's devices as placed.
+  ASSERT_EQ(m.instance_group_size(), 2);
+  EXPECT_EQ(m.instance_group(0).name(), "m_0");
+  EXPECT_EQ(m.instance_group(0).count(), 2);
+  EXPECT_EQ(m.instance_group(0).kind(), inference::ModelInstanceGroup::KIND_CPU);
+  EXPECT_EQ(m.instance_group(0).gpus_size(), 0);
+  EXPECT_EQ(m.instance_group(1).name(), "m_1");
+  EXPECT_EQ(m.instance_group(1).kind(), inference::ModelInstanceGroup::KIND_GPU);
+  EXPECT_EQ(std::vector<int>(m.instance_group(1).gpus().begin(), m.instance_group(1).gpus().end()),
+            (std::vector<int>{1, 0}));
+
+  ASSERT_TRUE(m.has_dynamic_batching());
+  const inference::ModelDynamicBatching& b = m.dynamic_batching();
+  EXPECT_EQ(b.max_queue_delay_microseconds(), 2000u);
+  EXPECT_EQ(std::vector<int>(b.preferred_batch_size().begin(), b.preferred_batch_size().end()),
+            (std::vector<int>{2, 4}));
+  EXPECT_EQ(b.priority_levels(), 5u);
+  EXPECT_EQ(b.default_priority_level(), 3u);
+  EXPECT_EQ(b.default_queue_policy().max_queue_size(), 64u);
+  EXPECT_EQ(b.default_queue_policy().default_timeout_microseconds(), 500000u);
+  EXPECT_EQ(b.default_queue_policy().timeout_action(), inference::ModelQueuePolicy::REJECT);
+  EXPECT_TRUE(b.default_queue_policy().allow_timeout_override());
+  ASSERT_EQ(m.parameters().count("intra_op_threads"), 1u);
+  EXPECT_EQ(m.parameters().at("intra_op_threads").string_value(), "2");
+}
+
+TEST(KServeTensorsTest, ModelConfigKeepsTheConfigsKindsWhenDevicesDoNotMatch) {
+  inference::ModelConfig m;
+  // Three devices for four instances: nothing to resolve with.
+  const std::vector<std::string> devices = {"cpu", "cpu", "cuda:1"};
+  FillModelConfig(TwoGroupConfig(), Io(), /*has_labels=*/false, devices, &m);
+  ASSERT_EQ(m.instance_group_size(), 2);
+  EXPECT_EQ(m.instance_group(0).kind(), inference::ModelInstanceGroup::KIND_AUTO);
+  EXPECT_EQ(m.instance_group(1).kind(), inference::ModelInstanceGroup::KIND_GPU);
+  EXPECT_EQ(m.instance_group(1).gpus_size(), 2);
+  for (const auto& out : m.output()) EXPECT_EQ(out.label_filename(), "");
+}
+
+TEST(KServeTensorsTest, ModelStatisticsCarriesEveryCountAndDuration) {
+  InferenceStatistics::Snapshot s;
+  s.last_inference_ms = 1700000000123;
+  s.inference_count = 7;
+  s.execution_count = 3;
+  s.success = {5, 50};
+  s.fail = {2, 20};
+  s.queue = {5, 51};
+  s.compute_input = {5, 52};
+  s.compute_infer = {5, 53};
+  s.compute_output = {5, 54};
+  s.batch_sizes = {{1, {2, 1}, {2, 2}, {2, 3}}, {5, {1, 4}, {1, 5}, {1, 6}}};
+  inference::ModelStatistics m;
+  FillModelStatistics(s, &m);
+  EXPECT_EQ(m.last_inference(), 1700000000123u);
+  EXPECT_EQ(m.inference_count(), 7u);
+  EXPECT_EQ(m.execution_count(), 3u);
+  const inference::InferStatistics& i = m.inference_stats();
+  EXPECT_EQ(i.success().count(), 5u);
+  EXPECT_EQ(i.success().ns(), 50u);
+  EXPECT_EQ(i.fail().count(), 2u);
+  EXPECT_EQ(i.fail().ns(), 20u);
+  EXPECT_EQ(i.queue().ns(), 51u);
+  EXPECT_EQ(i.compute_input().ns(), 52u);
+  EXPECT_EQ(i.compute_infer().ns(), 53u);
+  EXPECT_EQ(i.compute_output().ns(), 54u);
+  EXPECT_EQ(i.compute_output().count(), 5u);
+  ASSERT_EQ(m.batch_stats_size(), 2);
+  EXPECT_EQ(m.batch_stats(0).batch_size(), 1u);
+  EXPECT_EQ(m.batch_stats(0).compute_infer().count(), 2u);
+  EXPECT_EQ(m.batch_stats(0).compute_output().ns(), 3u);
+  EXPECT_EQ(m.batch_stats(1).batch_size(), 5u);
+  EXPECT_EQ(m.batch_stats(1).compute_input().ns(), 4u);
+  EXPECT_EQ(m.batch_stats(1).compute_infer().ns(), 5u);
 }
 
 }  // namespace
