@@ -52,9 +52,10 @@ SamePadding TfSamePadding(int64_t size, int64_t kernel, int64_t stride);
 // How Unit3D runs its convolution on CPU float tensors.
 enum class I3dConvPath {
   // at::mkldnn_convolution (oneDNN) whenever this build has it. The default:
-  // ATen 1.13's at::conv3d sends batch-1 convolutions with small inputs to
-  // slow_conv3d (im2col + BLAS; Debian links the reference BLAS), which is
-  // many times slower (docs/benchmarks.md, "I3D forward on CPU").
+  // ATen's at::conv3d sends batch-1 convolutions with small inputs to
+  // slow_conv3d (im2col + BLAS): 5-19x slower on 1.13 (reference BLAS), still
+  // 1.06-1.39x slower on 2.11 (MKL), and never faster (docs/benchmarks.md,
+  // "LibTorch 1.13 vs 2.11 on the CPU").
   kDirectMkldnn,
   // at::conv3d, letting ATen choose (the behaviour before the fix).
   kAten,

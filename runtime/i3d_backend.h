@@ -26,9 +26,9 @@ namespace clipserve::runtime {
 //
 // Any T, H, W >= 1 runs (TF "SAME" padding and a head that shrinks to fit),
 // so the spec may leave frames/height/width open (-1). On CPU every
-// convolution goes straight to oneDNN: ATen 1.13's own choice sends most of
-// I3D's batch-1 convolutions to a reference-BLAS im2col path, 6x slower
-// (docs/benchmarks.md, "I3D forward on CPU, and why batch 1 was slow").
+// convolution goes straight to oneDNN: ATen's own choice sends many of
+// I3D's batch-1 convolutions to an im2col path, slower on 1.13 and 2.11
+// alike (docs/benchmarks.md, "LibTorch 1.13 vs 2.11 on the CPU").
 absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
     const std::string& weights_dir, const ModelSpec& spec,
     const BackendOptions& options, uint64_t seed = 0);
