@@ -66,9 +66,10 @@ fi
 # libtorch_cuda.so needs libcudart, cuBLAS, cuDNN 9, cuFFT, cuRAND,
 # cuSPARSE, NCCL from the CUDA 13 toolkit (found through ld.so's cache), and
 # cuSPARSELt, NVSHMEM and cuFile from the venv (scripts/requirements/venv.txt).
+cache=$(/sbin/ldconfig -p)
 for lib in libcudart.so.13 libcublas.so.13 libcudnn.so.9 libnccl.so.2 libcufft.so.12 \
            libcurand.so.10 libcusparse.so.12 libcupti.so.13; do
-  if ! /sbin/ldconfig -p | grep -q "$lib "; then
+  if ! grep -q "$lib " <<<"$cache"; then
     log "error: $lib is not in ld.so's cache: the CUDA 13 toolkit (with cuDNN 9 and NCCL)" \
         "must be installed and its lib folder listed in /etc/ld.so.conf.d (docs/gpu.md)"
     exit 1
