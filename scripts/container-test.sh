@@ -148,13 +148,18 @@ else
   # The image's pip (LibTorch's wheel) uses the PyPI index this machine's pip
   # is set up with, if any (else pip's default).
   pip_index=${PIP_INDEX_URL:-$("$repo/.venv/bin/pip" config get global.index-url 2>/dev/null || true)}
+  # ... and the CA bundle it is set up to trust (a TLS-inspecting proxy's
+  # CA may be in it), as a build secret: it never lands in a layer.
+  pip_cert=${PIP_CERT:-$("$repo/.venv/bin/pip" config get global.cert 2>/dev/null || true)}
+  secret=()
+  if [ -n "$pip_cert" ] && [ -s "$pip_cert" ]; then secret=(--secret "id=pip_cert,src=$pip_cert"); fi
   say "buildah bud -f deploy/Dockerfile.cpu --build-arg BASE_IMAGE=$base_image -t $image (log: $build_log)"
   # Each log line gets the seconds since the build started (the STEP lines
   # show where the time goes).
   stamp() { local t0=$SECONDS l; while IFS= read -r l; do printf '%5ds %s\n' $((SECONDS - t0)) "$l"; done; }
   if ! timeout "$build_timeout" "${bah[@]}" bud \
       --isolation chroot --layers=false --pull=never --force-rm --format docker \
-      --build-arg BASE_IMAGE="$base_image" --build-arg PIP_INDEX_URL="$pip_index" \
+      --build-arg BASE_IMAGE="$base_image" --build-arg PIP_INDEX_URL="$pip_index" "${secret[@]}" \
       -f deploy/Dockerfile.cpu -t "$image" . 2>&1 | stamp >"$build_log"; then
     tail -n 40 "$build_log" >&2
     fail "image build (exit status above; timeout ${build_timeout} s)"
