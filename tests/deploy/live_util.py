@@ -29,9 +29,13 @@ def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+CHECKS = [0]  # checks passed so far in this process
+
+
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+    CHECKS[0] += 1
     log(f"ok: {msg}")
 
 

@@ -50,7 +50,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
 sys.path.insert(0, os.path.join(HERE, "..", "python"))
 import live_util  # noqa: E402
-from live_util import Children, Failure, die_with_parent, http_get, install_signal_handlers, log  # noqa: E402
+from live_util import (Children, Failure, check, die_with_parent, http_get,  # noqa: E402
+                       install_signal_handlers, log)
 from kserve_model import Model, run_tool  # noqa: E402
 
 START_TIMEOUT = 180.0   # seconds for the server to load its models (the I3D: ~15 s)
@@ -58,12 +59,6 @@ PERF_TIMEOUT = 150.0    # seconds for one perf_analyzer run
 RPC_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 
-CHECKS = [0]
-
-
-def check(cond, msg):
-    live_util.check(cond, msg)
-    CHECKS[0] += 1
 
 
 def requests_by_code(metrics_port, model):
@@ -248,7 +243,7 @@ def main():
                 rc = children.stop(proc, timeout=STOP_TIMEOUT)
         check(rc == 0, f"clipserve drains and exits 0 on SIGTERM (got {rc})")
         ok = True
-        log(f"PASS: {args.case}, {CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
+        log(f"PASS: {args.case}, {live_util.CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
         return 0
     except Failure as e:
         log(f"FAIL: {e}")

@@ -11,6 +11,15 @@ import numpy as np
 
 from live_util import Failure, die_with_parent
 
+# Limits and names the protocol tests share.
+RPC_TIMEOUT = 30.0      # seconds, every unary call
+STREAM_TIMEOUT = 60.0   # seconds, a whole stream or a batch of async answers
+START_TIMEOUT = 120.0   # seconds for the server to log its ports (~3 s idle)
+STOP_TIMEOUT = 30.0     # seconds for it to drain and exit after SIGTERM
+ATOL = 1e-4             # logits of the same clip, however sent
+UNKNOWN_MODEL = "no-such-model"
+UNKNOWN_VERSION = "7"
+
 
 class Model:
     """What the repository's config.pbtxt says (independently of the server)."""

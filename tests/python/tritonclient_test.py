@@ -60,24 +60,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "deploy"))
 sys.path.insert(0, HERE)
 import live_util  # noqa: E402
-from live_util import Children, Failure, install_signal_handlers, log  # noqa: E402
-from kserve_model import Model, max_diff, run_tool, softmax, to_fp32  # noqa: E402
+from live_util import Children, Failure, check, install_signal_handlers, log  # noqa: E402
+from kserve_model import (ATOL, RPC_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT,  # noqa: E402
+                          STREAM_TIMEOUT, UNKNOWN_MODEL, UNKNOWN_VERSION, Model,
+                          max_diff, run_tool, softmax, to_fp32)
 
-RPC_TIMEOUT = 30.0      # seconds, every unary call (tritonclient's client_timeout)
-STREAM_TIMEOUT = 60.0   # seconds, a whole stream or a batch of async answers
-START_TIMEOUT = 120.0   # seconds for the server to log its ports
-STOP_TIMEOUT = 30.0     # seconds for it to drain and exit after SIGTERM
-ATOL = 1e-4             # logits of the same clip, however sent
-UNKNOWN_MODEL = "no-such-model"
-UNKNOWN_VERSION = "7"
-
-CHECKS = [0]
-
-
-def check(cond, msg):
-    """live_util.check, counted."""
-    live_util.check(cond, msg)
-    CHECKS[0] += 1
 
 
 class Ledger:
@@ -567,7 +554,7 @@ def main():
         rc = children.stop(proc, timeout=STOP_TIMEOUT)
         check(rc == 0, f"clipserve drains and exits 0 on SIGTERM (got {rc})")
         ok = True
-        log(f"PASS: {CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
+        log(f"PASS: {live_util.CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
         return 0
     except Failure as e:
         log(f"FAIL: {e}")
