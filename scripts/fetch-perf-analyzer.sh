@@ -37,7 +37,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tools=${CLIPSERVE_TOOLS_DIR:-$repo/.tools}
 venv=${CLIPSERVE_VENV:-$repo/.venv}
-downloads=$repo/scripts/requirements/downloads.txt
 dest=$tools/perf-analyzer
 wrapper=$tools/bin/perf_analyzer
 suite=trixie
@@ -51,6 +50,8 @@ trap 'log "error: failed at line $LINENO: $BASH_COMMAND"' ERR
 
 # apt_mirror SUITE: the URI apt uses for SUITE.
 source "$repo/scripts/lib/apt-mirror.sh"
+# pinned_wheel, pinned_version, pinned_sha256: the wheels downloads.txt pins.
+source "$repo/scripts/lib/pinned-wheel.sh"
 
 [ "$(uname -m)" = x86_64 ] || die "the wheel is manylinux x86_64 only (this is $(uname -m))"
 for tool in apt-get dpkg-deb; do
@@ -59,11 +60,9 @@ done
 [ -x "$venv/bin/pip" ] && [ -x "$venv/bin/python" ] ||
   die "no project venv at $venv (pip install --no-deps --require-hashes -r scripts/requirements/venv.txt)"
 
-# The perf-analyzer requirement, pin and hash lines, as written in downloads.txt.
-pin=$(awk '/^perf-analyzer==/ { p = 1 } p { print; if ($0 !~ /\\$/) exit }' "$downloads")
-[ -n "$pin" ] || die "$downloads has no perf-analyzer== line"
-[[ "$pin" == *--hash=sha256:* ]] || die "$downloads: perf-analyzer has no --hash=sha256"
-version=$(sed -n 's/^perf-analyzer==\([^ \\]*\).*/\1/p' <<<"$pin")
+version=$(pinned_version perf-analyzer)
+# What an installation is checked against: the pinned version and hash.
+pin="perf-analyzer==$version sha256:$(pinned_sha256 perf-analyzer)"
 
 mkdir -p "$tools/bin"
 # One install at a time (two build directories may run their tests at once).
@@ -93,11 +92,7 @@ new=$work/perf-analyzer
 mkdir -p "$new/bin" "$new/runtime"
 
 # --- the wheel ---------------------------------------------------------------
-printf '%s\n' "$pin" >"$work/requirements.txt"
-log "pip download perf-analyzer==$version (manylinux_2_38_x86_64, hash-checked)"
-"$venv/bin/pip" download --quiet --no-deps --require-hashes --only-binary=:all: \
-  --platform manylinux_2_38_x86_64 -r "$work/requirements.txt" -d "$work/wheel"
-wheel=$(ls "$work"/wheel/perf_analyzer-"$version"-*.whl)
+wheel=$(pinned_wheel perf-analyzer "$work/wheel" --platform manylinux_2_38_x86_64)
 "$venv/bin/python" - "$wheel" "$new/bin/perf_analyzer" <<'EOF'
 import os, shutil, sys, zipfile
 wheel, out = sys.argv[1:]
