@@ -47,7 +47,9 @@ fi
 # ---- the virtual environment ----
 req=$repo/scripts/requirements/venv.txt
 stamp=$venv/.clipserve-requirements
-want=$(cat "$repo"/scripts/requirements/*.txt | sha256sum | cut -d' ' -f1)
+# venv.txt and the files it includes (-r), no others.
+want=$(cd "$repo/scripts/requirements" &&
+       cat venv.txt $(sed -n 's/^-r //p' venv.txt) | sha256sum | cut -d' ' -f1)
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   log "venv $venv up to date"
 else

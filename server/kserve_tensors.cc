@@ -1,6 +1,7 @@
 #include "server/kserve_tensors.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 
@@ -252,16 +253,28 @@ void FillInferResponse(const ModelInferRequest& request,
   params["batch_size"].set_int64_param(stats.batch_size);
 }
 
+namespace {
+
+// The declared input's dims, without the batch dimension: [C, T, H, W].
+std::array<int64_t, 4> InputDims(const runtime::ClipShape& in) {
+  return {in.channels, in.frames, in.height, in.width};
+}
+
+// The outputs every model answers with, in the order they are listed.
+std::array<absl::string_view, 2> ListedOutputs(const ModelIo& io) {
+  return {io.logits_name, kProbabilitiesOutput};
+}
+
+}  // namespace
+
 void FillTensorMetadata(const ModelIo& io,
                         inference::ModelMetadataResponse* response) {
-  const runtime::ClipShape& in = io.spec.input;
   auto* clip = response->add_inputs();
   clip->set_name(std::string(io.input_name));
   clip->set_datatype("FP32");
-  for (int64_t d : {int64_t{-1}, in.channels, in.frames, in.height, in.width}) {
-    clip->add_shape(d);
-  }
-  for (absl::string_view name : {io.logits_name, absl::string_view(kProbabilitiesOutput)}) {
+  clip->add_shape(-1);
+  for (int64_t d : InputDims(io.spec.input)) clip->add_shape(d);
+  for (absl::string_view name : ListedOutputs(io)) {
     auto* out = response->add_outputs();
     out->set_name(std::string(name));
     out->set_datatype("FP32");
@@ -318,12 +331,11 @@ void FillModelConfig(const config::ModelConfig& config, const ModelIo& io,
   out->mutable_version_policy()->mutable_latest()->set_num_versions(1);
   out->set_max_batch_size(config.max_batch_size());
 
-  const runtime::ClipShape& in = io.spec.input;
   inference::ModelInput* input = out->add_input();
   input->set_name(std::string(io.input_name));
   input->set_data_type(inference::TYPE_FP32);
-  for (int64_t d : {in.channels, in.frames, in.height, in.width}) input->add_dims(d);
-  for (absl::string_view name : {io.logits_name, absl::string_view(kProbabilitiesOutput)}) {
+  for (int64_t d : InputDims(io.spec.input)) input->add_dims(d);
+  for (absl::string_view name : ListedOutputs(io)) {
     inference::ModelOutput* output = out->add_output();
     output->set_name(std::string(name));
     output->set_data_type(inference::TYPE_FP32);
