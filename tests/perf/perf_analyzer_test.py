@@ -36,7 +36,6 @@ import argparse
 import csv
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -252,12 +251,7 @@ def main():
         log(f"FAIL: unexpected error {e.status()}: {e.message()}")
         return 1
     finally:
-        try:
-            children.stop_all()
-            if not ok:
-                children.dump_logs(60)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        live_util.finish(children, tmp, failed=not ok, keep=False)
 
 
 if __name__ == "__main__":

@@ -667,14 +667,9 @@ def main():
         log(f"FAIL: unexpected RPC error {e.code().name}: {e.details()}")
         return 1
     finally:
-        try:
-            if channel is not None:
-                channel.close()
-            children.stop_all()
-            if not ok:
-                children.dump_logs(60)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if channel is not None:
+            channel.close()
+        live_util.finish(children, tmp, failed=not ok, keep=False)
 
 
 if __name__ == "__main__":

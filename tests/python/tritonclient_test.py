@@ -43,7 +43,6 @@ import argparse
 import functools
 import os
 import queue
-import shutil
 import sys
 import tempfile
 import time
@@ -563,16 +562,11 @@ def main():
         log(f"FAIL: unexpected error {e.status()}: {e.message()}")
         return 1
     finally:
-        try:
-            if client is not None:
-                client.close()
-            if channel is not None:
-                channel.close()
-            children.stop_all()
-            if not ok:
-                children.dump_logs(60)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if client is not None:
+            client.close()
+        if channel is not None:
+            channel.close()
+        live_util.finish(children, tmp, failed=not ok, keep=False)
 
 
 if __name__ == "__main__":
