@@ -14,13 +14,17 @@
 #include "runtime/backend.h"
 #include "runtime/device.h"
 #include "server/model_config.h"
+#include "server/model_repository.h"
 
 namespace {
 
 constexpr const char* kUsage = R"(Usage: clipserve-offline --model-repository DIR --model NAME [flags]
 
-Runs the model's first instance back to back on random uint8 clips and
-prints clips/s for each batch size, as JSON lines.
+Loads the model as the server does (its config's device, precision, buckets
+and CUDA graphs; random weights for an I3D model without a version
+directory), runs its first instance back to back on random uint8 clips, and
+prints clips/s for each batch size, as JSON lines; on a GPU also the peak
+memory LibTorch's allocator held.
 
 Flags:
   --batch-sizes LIST   Comma-separated (default 1,2,4,8).
@@ -50,16 +54,19 @@ int main(int argc, char** argv) {
     return 1;
   }
   const runtime::ModelSpec spec = server::SpecFromConfig(*config);
-  runtime::BackendOptions options = server::InstanceOptionsFromConfig(
-      *config, runtime::CudaDeviceCount(),
-      static_cast<int>(std::thread::hardware_concurrency()))[0];
-  auto backend = runtime::LoadTorchScriptBackend((dir / "1" / "model.pt").string(),
-                                                 spec, options);
-  if (!backend.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(backend.status().message()).c_str());
+  std::error_code ec;
+  const std::filesystem::path version = dir / "1";
+  auto instances = server::LoadInstances(
+      *config, std::filesystem::is_directory(version, ec) ? version.string() : "",
+      runtime::CudaDeviceCount());
+  if (!instances.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(instances.status().message()).c_str());
     return 1;
   }
-
+  runtime::Backend* backend = instances->front().get();
+  const std::string device = backend->device();
+  const int cuda_index =
+      device.rfind("cuda:", 0) == 0 ? std::stoi(device.substr(5)) : -1;
   const double seconds = flags.Double("seconds", 10);
   const int64_t warmup = flags.Int("warmup-runs", 2, 0, 1000);
   const size_t clip_bytes = static_cast<size_t>(spec.input.elements());
@@ -75,12 +82,13 @@ int main(int argc, char** argv) {
       views[i].shape = spec.input;
       views[i].data = data.data() + i * clip_bytes;
     }
-    for (int64_t i = 0; i < warmup; ++i) (void)(*backend)->Run(views, &logits);
+    runtime::ResetCudaMemoryPeaks(cuda_index);
+    for (int64_t i = 0; i < warmup; ++i) (void)backend->Run(views, &logits);
     int64_t runs = 0;
     const auto start = std::chrono::steady_clock::now();
     double elapsed = 0;
     while (elapsed < seconds) {
-      const absl::Status s = (*backend)->Run(views, &logits);
+      const absl::Status s = backend->Run(views, &logits);
       if (!s.ok()) {
         std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());
         return 1;
@@ -88,11 +96,16 @@ int main(int argc, char** argv) {
       ++runs;
       elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
+    const runtime::CudaMemoryPeaks memory = runtime::CudaMemoryPeak(cuda_index);
     std::printf(
-        "{\"model\": \"%s\", \"batch_size\": %lld, \"runs\": %lld, \"seconds\": %.3f, "
-        "\"clips_per_second\": %.3f, \"ms_per_batch\": %.3f, \"intra_op_threads\": %d}\n",
-        dir.filename().c_str(), static_cast<long long>(batch), static_cast<long long>(runs),
-        elapsed, runs * batch / elapsed, elapsed * 1000 / runs, options.intra_op_threads);
+        "{\"model\": \"%s\", \"device\": \"%s\", \"batch_size\": %lld, "
+        "\"runs\": %lld, \"seconds\": %.3f, \"clips_per_second\": %.3f, "
+        "\"ms_per_batch\": %.3f, \"gpu_memory_allocated_peak_bytes\": %lld, "
+        "\"gpu_memory_reserved_peak_bytes\": %lld}\n",
+        dir.filename().c_str(), device.c_str(), static_cast<long long>(batch),
+        static_cast<long long>(runs), elapsed, runs * batch / elapsed,
+        elapsed * 1000 / runs, static_cast<long long>(memory.allocated_bytes),
+        static_cast<long long>(memory.reserved_bytes));
     std::fflush(stdout);
   }
   return 0;

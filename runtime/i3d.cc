@@ -324,11 +324,17 @@ at::Tensor InceptionI3dImpl::logits_map(const at::Tensor& input) {
   }
   // Head: average pool (2, 7, 7) shrunk to fit, stride 1, no padding;
   // dropout is the identity at inference; then the 1x1x1 logits conv.
-  x = at::avg_pool3d(x,
+  // LibTorch's CPU avg_pool3d has no bf16/fp16 kernel: pool those in fp32
+  // there (a small tensor: 1024 channels of a few positions).
+  const at::ScalarType type = x.scalar_type();
+  const bool widen = x.device().is_cpu() && type != at::kFloat &&
+                     type != at::kDouble;
+  x = at::avg_pool3d(widen ? x.to(at::kFloat) : x,
                      {std::min<int64_t>(2, x.size(2)),
                       std::min<int64_t>(7, x.size(3)),
                       std::min<int64_t>(7, x.size(4))},
                      /*stride=*/{1, 1, 1}, /*padding=*/{0, 0, 0});
+  if (widen) x = x.to(type);
   return l.logits->forward(x, path, obs, "logits");
 }
 

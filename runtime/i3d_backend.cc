@@ -1,6 +1,7 @@
 #include "runtime/i3d_backend.h"
 
 #include <filesystem>
+#include <map>
 #include <system_error>
 #include <utility>
 
@@ -38,15 +39,31 @@ class I3dBackend final : public TorchBackend {
 absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
     const std::string& weights_dir, const ModelSpec& spec,
     const BackendOptions& options, uint64_t seed) {
-  absl::Status valid = ValidateSpecAndOptions(spec, options);
-  if (!valid.ok()) return valid;
+  absl::StatusOr<std::vector<std::unique_ptr<Backend>>> backends =
+      LoadI3dBackends(weights_dir, spec, {options}, seed);
+  if (!backends.ok()) return backends.status();
+  return std::move(backends->front());
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadI3dBackends(
+    const std::string& weights_dir, const ModelSpec& spec,
+    const std::vector<BackendOptions>& instances, uint64_t seed) {
+  if (instances.empty()) {
+    return absl::InvalidArgumentError("no instances to load");
+  }
   if (spec.input.channels != 2 && spec.input.channels != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "I3D takes 3 input channels (RGB) or 2 (optical flow), got ",
         spec.input.channels));
   }
-  absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-  if (!device.ok()) return device.status();
+  std::vector<c10::Device> devices;
+  for (const BackendOptions& options : instances) {
+    absl::Status valid = ValidateSpecAndOptions(spec, options);
+    if (!valid.ok()) return valid;
+    absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
+    if (!device.ok()) return device.status();
+    devices.push_back(*device);
+  }
 
   namespace fs = std::filesystem;
   std::string weights;  // empty: random weights
@@ -64,31 +81,44 @@ absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
       }
     }
   }
-
-  InceptionI3d model(nullptr);
-  try {
-    model = InceptionI3d(I3dOptions{spec.num_classes, spec.input.channels});
-    if (weights.empty()) {
-      InitI3dRandom(model, seed);
-    } else {
-      absl::Status loaded = LoadI3dCheckpoint(model, weights);
-      if (!loaded.ok()) return loaded;
-    }
-    model->to(*device);
-    model->eval();
-  } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("cannot build I3D: ", TorchErrorSummary(e)));
-  }
-  std::string name =
+  const std::string name =
       weights.empty() ? absl::StrCat("i3d (random weights, seed ", seed, ")")
                       : weights;
-  auto backend = std::make_unique<I3dBackend>(std::move(model), weights.empty(),
-                                              std::move(name), spec, options,
-                                              *device);
-  absl::Status warm = backend->WarmUp();
-  if (!warm.ok()) return warm;
-  return std::unique_ptr<Backend>(std::move(backend));
+
+  // One copy of the weights per (device, precision), shared by the
+  // instances there: the module is only read.
+  std::map<std::pair<std::string, Precision>, InceptionI3d> models;
+  std::vector<std::unique_ptr<Backend>> out;
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const BackendOptions& options = instances[i];
+    const c10::Device device = devices[i];
+    const auto key = std::make_pair(device.str(), options.precision);
+    auto it = models.find(key);
+    if (it == models.end()) {
+      InceptionI3d model(nullptr);
+      try {
+        model = InceptionI3d(I3dOptions{spec.num_classes, spec.input.channels});
+        if (weights.empty()) {
+          InitI3dRandom(model, seed);
+        } else {
+          absl::Status loaded = LoadI3dCheckpoint(model, weights);
+          if (!loaded.ok()) return loaded;
+        }
+        model->to(device, ScalarTypeOf(options.precision));
+        model->eval();
+      } catch (const std::exception& e) {
+        return absl::InternalError(
+            absl::StrCat("cannot build I3D: ", TorchErrorSummary(e)));
+      }
+      it = models.emplace(key, std::move(model)).first;
+    }
+    auto backend = std::make_unique<I3dBackend>(
+        it->second, weights.empty(), name, spec, options, device);
+    absl::Status ready = backend->Prepare();
+    if (!ready.ok()) return ready;
+    out.push_back(std::move(backend));
+  }
+  return out;
 }
 
 }  // namespace clipserve::runtime

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "runtime/backend.h"
@@ -32,6 +33,12 @@ namespace clipserve::runtime {
 absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
     const std::string& weights_dir, const ModelSpec& spec,
     const BackendOptions& options, uint64_t seed = 0);
+
+// One instance per entry of `instances`, as LoadI3dBackend; instances on the
+// same device with the same precision share one copy of the weights.
+absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadI3dBackends(
+    const std::string& weights_dir, const ModelSpec& spec,
+    const std::vector<BackendOptions>& instances, uint64_t seed = 0);
 
 }  // namespace clipserve::runtime
 

@@ -1,13 +1,19 @@
 #include "runtime/torch_backend.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <utility>
 
+#include <ATen/Context.h>
+#include <ATen/DeviceAccelerator.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/core/DeviceGuard.h>
 #include <c10/core/InferenceMode.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
 #include <c10/util/Exception.h>
 #include <torch/cuda.h>
 
@@ -17,6 +23,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "runtime/cuda_graphs.h"
 
 namespace clipserve::runtime {
 namespace {
@@ -127,7 +134,68 @@ absl::Status ValidateSpecAndOptions(const ModelSpec& spec,
           "invalid warm-up batch size ", b, ": must be positive"));
     }
   }
+  if (options.max_batch_size < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "invalid max_batch_size ", options.max_batch_size, ": must be >= 0"));
+  }
+  for (size_t i = 0; i < options.batch_buckets.size(); ++i) {
+    const int64_t b = options.batch_buckets[i];
+    if (b < 1 || (i > 0 && b <= options.batch_buckets[i - 1])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid batch buckets [",
+                       absl::StrJoin(options.batch_buckets, ", "),
+                       "]: must be positive and strictly ascending"));
+    }
+  }
+  if (options.cuda_graphs) {
+    if (options.batch_buckets.empty()) {
+      return absl::InvalidArgumentError(
+          "CUDA graphs need batch buckets (one graph per bucket)");
+    }
+    if (in.frames < 1 || in.height < 1 || in.width < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CUDA graphs need a fixed input shape, got ", ShapeString(in)));
+    }
+  }
+  if (options.cuda_staging_slots < 1 || options.cuda_staging_slots > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid cuda_staging_slots ", options.cuda_staging_slots,
+                     ": must be in 1..8"));
+  }
   return absl::OkStatus();
+}
+
+at::ScalarType ScalarTypeOf(Precision precision) {
+  switch (precision) {
+    case Precision::kFp16:
+      return at::kHalf;
+    case Precision::kBf16:
+      return at::kBFloat16;
+    case Precision::kFp32:
+      break;
+  }
+  return at::kFloat;
+}
+
+bool IsStickyDeviceError(const std::exception& e) {
+  if (const auto* accel = dynamic_cast<const c10::AcceleratorError*>(&e)) {
+    // cudaError_t values that poison the context: ECC uncorrectable (214),
+    // illegal address (700), launch timeout (702), device-side assert (710),
+    // hardware stack error (714), illegal instruction (715), misaligned
+    // address (716), invalid address space (717), invalid PC (718), launch
+    // failure (719).
+    switch (accel->get_error_code()) {
+      case 214: case 700: case 702: case 710: case 714: case 715: case 716:
+      case 717: case 718: case 719:
+        return true;
+      default:
+        return false;
+    }
+  }
+  const absl::string_view what = e.what();
+  return absl::StrContains(what, "device-side assert triggered") ||
+         absl::StrContains(what, "illegal memory access") ||
+         absl::StrContains(what, "unspecified launch failure");
 }
 
 TorchBackend::TorchBackend(std::string name, const ModelSpec& spec,
@@ -135,12 +203,49 @@ TorchBackend::TorchBackend(std::string name, const ModelSpec& spec,
     : name_(std::move(name)),
       spec_(spec),
       options_(options),
-      device_(device) {}
+      device_(device),
+      cuda_(device.is_cuda()),
+      slots_(cuda_ ? static_cast<size_t>(options.cuda_staging_slots) : 1) {
+  for (int i = static_cast<int>(slots_.size()) - 1; i >= 0; --i) {
+    free_slots_.push_back(i);
+  }
+  if (cuda_) {
+    c10::impl::VirtualGuardImpl guard(c10::DeviceType::CUDA);
+    copy_stream_ = guard.getStreamFromGlobalPool(device_);
+    compute_stream_ = guard.getStreamFromGlobalPool(device_);
+    for (Slot& slot : slots_) {
+      // Timed events (BACKEND_DEFAULT keeps timing on).
+      for (auto* e : {&slot.upload_start, &slot.uploaded, &slot.forward_start,
+                      &slot.forward_end, &slot.downloaded}) {
+        e->emplace(c10::DeviceType::CUDA, c10::EventFlag::BACKEND_DEFAULT);
+      }
+    }
+  }
+}
+
+TorchBackend::~TorchBackend() {
+  // Graphs hold pool memory of the device: release it with the device set.
+  if (graphs_ != nullptr) {
+    const c10::DeviceGuard device_guard(device_);
+    graphs_.reset();
+  }
+}
+
+absl::Status TorchBackend::health() const {
+  if (!poisoned_.load(std::memory_order_acquire)) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(health_mu_);
+  return health_;
+}
 
 absl::Status TorchBackend::Run(absl::Span<const ClipView> clips,
-                               std::vector<float>* logits) {
+                               std::vector<float>* logits,
+                               RunTimings* timings) {
   if (logits == nullptr) {
     return absl::InvalidArgumentError("Run: logits must not be null");
+  }
+  if (poisoned_.load(std::memory_order_acquire)) {
+    logits->clear();
+    return health();
   }
   absl::StatusOr<int64_t> batch = CheckClips(clips);
   if (!batch.ok()) {
@@ -149,6 +254,7 @@ absl::Status TorchBackend::Run(absl::Span<const ClipView> clips,
   }
   if (*batch == 0) {
     logits->clear();
+    if (timings != nullptr) *timings = RunTimings{};
     return absl::OkStatus();
   }
   // Under OpenMP the thread count is per calling thread; set it on ours.
@@ -159,10 +265,15 @@ absl::Status TorchBackend::Run(absl::Span<const ClipView> clips,
   if (threads > 0 && at::get_num_threads() != threads) {
     at::set_num_threads(threads);
   }
-  return Execute(clips, *batch, logits, absl::StatusCode::kInternal);
+  return Execute(clips, *batch, logits, timings, absl::StatusCode::kInternal);
 }
 
-absl::Status TorchBackend::WarmUp() {
+absl::Status TorchBackend::Prepare() {
+  if (cuda_) {
+    // cuDNN times its algorithms once per input shape and keeps the
+    // fastest; the warm-up below pays for every bucket the batcher forms.
+    at::globalContext().setBenchmarkCuDNN(true);
+  }
   const ClipShape& shape = spec_.input;
   if (shape.frames < 1 || shape.height < 1 || shape.width < 1) {
     return absl::OkStatus();  // No fixed shape to warm up with.
@@ -175,11 +286,22 @@ absl::Status TorchBackend::WarmUp() {
   zero_view.shape = shape;
   zero_view.count = 1;
   zero_view.data = zeros.data();
+  std::vector<int64_t> sizes;
+  for (int64_t b : options_.warmup_batch_sizes) {
+    sizes.push_back(BucketFor(b, options_.batch_buckets));
+  }
+  if (graphs_ == nullptr && options_.cuda_graphs) {
+    // Every captured bucket must have run before capture.
+    sizes.insert(sizes.end(), options_.batch_buckets.begin(),
+                 options_.batch_buckets.end());
+  }
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   std::vector<float> logits;
-  for (int64_t batch : options_.warmup_batch_sizes) {
+  for (int64_t batch : sizes) {
     const std::vector<ClipView> views(static_cast<size_t>(batch), zero_view);
     for (int round = 0; round < 2; ++round) {
-      absl::Status status = Execute(views, batch, &logits,
+      absl::Status status = Execute(views, batch, &logits, nullptr,
                                     absl::StatusCode::kInvalidArgument);
       if (!status.ok()) {
         return absl::Status(
@@ -188,6 +310,32 @@ absl::Status TorchBackend::WarmUp() {
                                         batch, ")"));
       }
     }
+  }
+  if (!options_.cuda_graphs) return absl::OkStatus();
+  if (!cuda_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CUDA graphs need a CUDA device; model ", name_, " runs on ",
+        device_.str()));
+  }
+  try {
+    c10::InferenceMode inference_mode;
+    const c10::DeviceGuard device_guard(device_);
+    const c10::StreamGuard stream_guard(*compute_stream_);
+    std::lock_guard<std::mutex> lock(compute_mu_);
+    // The warm-up sized input_ for the largest bucket.
+    absl::StatusOr<std::unique_ptr<CapturedForward>> graphs =
+        CapturedForward::Capture(
+            [this](const at::Tensor& input) { return Forward(input); }, input_,
+            options_.batch_buckets, *compute_stream_);
+    if (!graphs.ok()) {
+      return absl::Status(graphs.status().code(),
+                          absl::StrCat("model ", name_, ": ",
+                                       graphs.status().message()));
+    }
+    graphs_ = *std::move(graphs);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(
+        "model ", name_, ": CUDA graph capture failed: ", TorchErrorSummary(e)));
   }
   return absl::OkStatus();
 }
@@ -229,20 +377,61 @@ absl::StatusOr<int64_t> TorchBackend::CheckClips(
   return batch;
 }
 
-at::Tensor TorchBackend::AllocateHostBatch(at::IntArrayRef sizes,
-                                           at::ScalarType type) const {
-  return at::empty(sizes, at::TensorOptions().dtype(type));
+int TorchBackend::AcquireSlot() {
+  std::unique_lock<std::mutex> lock(slots_mu_);
+  // The batcher runs at most max_concurrent_runs() lanes, so this waits only
+  // for a caller that runs more threads than that.
+  slot_freed_.wait(lock, [this] { return !free_slots_.empty(); });
+  const int slot = free_slots_.back();
+  free_slots_.pop_back();
+  return slot;
 }
 
-at::Tensor TorchBackend::AssembleBatch(absl::Span<const ClipView> clips,
-                                       int64_t batch) const {
+void TorchBackend::ReleaseSlot(int slot) {
+  {
+    std::lock_guard<std::mutex> lock(slots_mu_);
+    free_slots_.push_back(slot);
+  }
+  slot_freed_.notify_one();
+}
+
+at::Tensor TorchBackend::Staging(at::Tensor* buffer, at::IntArrayRef sizes,
+                                 at::ScalarType type, bool pinned,
+                                 bool on_device) {
+  // Reuse when the type and the per-row shape match and there are rows
+  // enough; else allocate for max(rows, max_batch_size bucket) rows.
+  bool fits = buffer->defined() && buffer->scalar_type() == type &&
+              buffer->dim() == static_cast<int64_t>(sizes.size()) &&
+              buffer->size(0) >= sizes[0];
+  for (size_t d = 1; fits && d < sizes.size(); ++d) {
+    fits = buffer->size(static_cast<int64_t>(d)) == sizes[d];
+  }
+  if (!fits) {
+    std::vector<int64_t> alloc(sizes.begin(), sizes.end());
+    alloc[0] = std::max(
+        alloc[0], BucketFor(options_.max_batch_size, options_.batch_buckets));
+    at::TensorOptions opts = at::TensorOptions().dtype(type);
+    if (on_device) {
+      opts = opts.device(device_);
+    } else if (pinned) {
+      opts = opts.pinned_memory(true);
+    }
+    *buffer = at::Tensor();  // Free the old one first.
+    *buffer = at::empty(alloc, opts);
+    staging_allocations_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return buffer->narrow(0, 0, sizes[0]);
+}
+
+at::Tensor TorchBackend::Assemble(Slot& slot, absl::Span<const ClipView> clips,
+                                  int64_t batch, int64_t rows) {
   const ClipShape& s = clips.front().shape;
-  at::Tensor host =
-      clips.front().dtype == ClipDType::kUInt8
-          ? AllocateHostBatch({batch, s.frames, s.height, s.width, s.channels},
-                              at::kByte)
-          : AllocateHostBatch({batch, s.channels, s.frames, s.height, s.width},
-                              at::kFloat);
+  const bool u8 = clips.front().dtype == ClipDType::kUInt8;
+  const std::vector<int64_t> sizes =
+      u8 ? std::vector<int64_t>{rows, s.frames, s.height, s.width, s.channels}
+         : std::vector<int64_t>{rows, s.channels, s.frames, s.height, s.width};
+  at::Tensor host = Staging(&slot.host, sizes, u8 ? at::kByte : at::kFloat,
+                            /*pinned=*/cuda_, /*on_device=*/false);
   auto* dst = static_cast<char*>(host.data_ptr());
   for (const ClipView& view : clips) {
     const size_t bytes = view.bytes();
@@ -250,56 +439,209 @@ at::Tensor TorchBackend::AssembleBatch(absl::Span<const ClipView> clips,
     std::memcpy(dst, view.data, bytes);
     dst += bytes;
   }
-  return host;
+  return host.narrow(0, 0, batch);
 }
 
-at::Tensor TorchBackend::ToModelInput(const at::Tensor& host) const {
-  at::Tensor on_device = host.to(device_);  // The same tensor on CPU.
-  if (on_device.scalar_type() == at::kFloat) return on_device;
-  // uint8 [B, T, H, W, C] -> float [B, C, T, H, W]: one cast-and-permute
-  // pass, then x / 127.5 - 1 in place (0 -> -1, 255 -> 1 exactly).
-  const at::IntArrayRef s = on_device.sizes();
-  at::Tensor input = at::empty({s[0], s[4], s[1], s[2], s[3]},
-                               on_device.options().dtype(at::kFloat));
-  input.copy_(on_device.permute({0, 4, 1, 2, 3}));
-  input.div_(127.5).sub_(1.0);
+at::Tensor TorchBackend::Normalise(const at::Tensor& staged, int64_t padded) {
+  const int64_t batch = staged.size(0);
+  const bool u8 = staged.scalar_type() == at::kByte;
+  const at::IntArrayRef s = staged.sizes();
+  // Model input: [rows, C, T, H, W] in the instance's precision.
+  const std::vector<int64_t> sizes =
+      u8 ? std::vector<int64_t>{padded, s[4], s[1], s[2], s[3]}
+         : std::vector<int64_t>{padded, s[1], s[2], s[3], s[4]};
+  // Captured graphs read input_ where it is: a batch beyond the largest
+  // bucket gets a buffer of its own rather than moving input_.
+  const bool oversized = graphs_ != nullptr && padded > input_.size(0);
+  at::Tensor scratch;
+  at::Tensor input =
+      Staging(oversized ? &scratch : &input_, sizes,
+              ScalarTypeOf(options_.precision), /*pinned=*/false,
+              /*on_device=*/true);
+  at::Tensor rows = input.narrow(0, 0, batch);
+  if (u8) {
+    // uint8 [B, T, H, W, C] -> [B, C, T, H, W]: one cast-and-permute pass,
+    // then x / 127.5 - 1 in place (0 -> -1, 255 -> 1 exactly).
+    rows.copy_(staged.permute({0, 4, 1, 2, 3}));
+    rows.div_(127.5).sub_(1.0);
+  } else {
+    rows.copy_(staged);
+  }
+  if (padded > batch) input.narrow(0, batch, padded - batch).zero_();
   return input;
+}
+
+at::Tensor TorchBackend::ForwardPadded(const at::Tensor& input,
+                                       int64_t padded) {
+  if (options_.before_forward) options_.before_forward(padded);
+  if (graphs_ != nullptr && graphs_->Has(padded)) return graphs_->Replay(padded);
+  return Forward(input);
+}
+
+absl::Status TorchBackend::CheckOutput(const at::Tensor& output, int64_t rows,
+                                       int64_t batch,
+                                       absl::StatusCode failure_code) const {
+  const int64_t classes = spec_.num_classes;
+  if (output.defined() && output.dim() == 2 && output.size(0) == rows &&
+      output.size(1) == classes) {
+    return absl::OkStatus();
+  }
+  return absl::Status(
+      failure_code,
+      absl::StrCat("model ", name_, " returned ",
+                   output.defined() ? ShapeString(output.sizes())
+                                    : std::string("an undefined tensor"),
+                   " for a batch of ", rows, "; expected [", rows, ", ",
+                   classes, "]",
+                   rows != batch ? absl::StrCat(" (", batch, " clips padded to ",
+                                                rows, ")")
+                                 : std::string()));
+}
+
+absl::Status TorchBackend::RunOnCpu(Slot& slot,
+                                    absl::Span<const ClipView> clips,
+                                    int64_t batch, std::vector<float>* logits,
+                                    RunTimings* timings) {
+  const int64_t padded = BucketFor(batch, options_.batch_buckets);
+  const at::Tensor staged = Assemble(slot, clips, batch, batch);
+  // Float clips in fp32 at their own size are the model's input as they
+  // are: no second copy.
+  const bool as_is = staged.scalar_type() == at::kFloat &&
+                     options_.precision == Precision::kFp32 && padded == batch;
+  const auto start = std::chrono::steady_clock::now();
+  const at::Tensor input = as_is ? staged : Normalise(staged, padded);
+  const at::Tensor output = ForwardPadded(input, padded);
+  const auto done = std::chrono::steady_clock::now();
+  absl::Status shape = CheckOutput(output, padded, batch,
+                                   absl::StatusCode::kInternal);
+  if (!shape.ok()) return shape;
+  const int64_t classes = spec_.num_classes;
+  logits->resize(static_cast<size_t>(batch * classes));
+  // One copy: any dtype/strides -> row-major float, the caller's rows only.
+  at::from_blob(logits->data(), {batch, classes},
+                at::TensorOptions().dtype(at::kFloat))
+      .copy_(output.narrow(0, 0, batch));
+  if (timings != nullptr) {
+    *timings = RunTimings{};
+    timings->batch = padded;
+    timings->compute_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(done - start)
+            .count();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TorchBackend::RunOnCuda(Slot& slot,
+                                     absl::Span<const ClipView> clips,
+                                     int64_t batch, std::vector<float>* logits,
+                                     RunTimings* timings) {
+  const int64_t padded = BucketFor(batch, options_.batch_buckets);
+  const int64_t classes = spec_.num_classes;
+  const at::Tensor staged = Assemble(slot, clips, batch, batch);
+  at::Tensor uploaded;
+  {
+    // One asynchronous copy of the whole batch, on the copy stream, from
+    // pinned memory.
+    const c10::StreamGuard stream_guard(*copy_stream_);
+    std::vector<int64_t> sizes(staged.sizes().begin(), staged.sizes().end());
+    uploaded = Staging(&slot.upload, sizes, staged.scalar_type(),
+                       /*pinned=*/false, /*on_device=*/true);
+    slot.upload_start->record(*copy_stream_);
+    uploaded.copy_(staged, /*non_blocking=*/true);
+    slot.uploaded->record(*copy_stream_);
+  }
+  at::Tensor host_logits =
+      Staging(&slot.host_logits, {batch, classes}, at::kFloat, /*pinned=*/true,
+              /*on_device=*/false);
+  {
+    std::lock_guard<std::mutex> lock(compute_mu_);
+    const c10::StreamGuard stream_guard(*compute_stream_);
+    slot.uploaded->block(*compute_stream_);
+    slot.forward_start->record(*compute_stream_);
+    const at::Tensor input = Normalise(uploaded, padded);
+    // The upload buffer is this slot's until its next batch, which begins
+    // only after `downloaded` below: no event needed to guard it.
+    const at::Tensor output = ForwardPadded(input, padded);
+    slot.forward_end->record(*compute_stream_);
+    absl::Status shape = CheckOutput(output, padded, batch,
+                                     absl::StatusCode::kInternal);
+    if (!shape.ok()) return shape;
+    host_logits.copy_(output.narrow(0, 0, batch).to(at::kFloat),
+                      /*non_blocking=*/true);
+    slot.downloaded->record(*compute_stream_);
+  }
+  slot.downloaded->synchronize();
+  logits->assign(host_logits.data_ptr<float>(),
+                 host_logits.data_ptr<float>() + batch * classes);
+  if (timings != nullptr) {
+    timings->device_copies = true;
+    timings->batch = padded;
+    const auto us = [](const c10::Event& from, const c10::Event& to) {
+      return static_cast<int64_t>(from.elapsedTime(to) * 1000.0);
+    };
+    timings->upload_us = us(*slot.upload_start, *slot.uploaded);
+    timings->compute_us = us(*slot.forward_start, *slot.forward_end);
+    timings->download_us = us(*slot.forward_end, *slot.downloaded);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status TorchBackend::Execute(absl::Span<const ClipView> clips,
                                    int64_t batch, std::vector<float>* logits,
+                                   RunTimings* timings,
                                    absl::StatusCode failure_code) {
+  const int slot_index = AcquireSlot();
+  Slot& slot = slots_[static_cast<size_t>(slot_index)];
+  absl::Status status;
   try {
     c10::InferenceMode inference_mode;
     // Makes device_ current for this thread (a no-op on the CPU).
     const c10::DeviceGuard device_guard(device_);
-
-    const at::Tensor output = Forward(ToModelInput(AssembleBatch(clips, batch)));
-
-    const int64_t classes = spec_.num_classes;
-    if (!output.defined() || output.dim() != 2 || output.size(0) != batch ||
-        output.size(1) != classes) {
-      logits->clear();
-      return absl::Status(
-          failure_code,
-          absl::StrCat("model ", name_, " returned ",
-                       output.defined() ? ShapeString(output.sizes())
-                                        : std::string("an undefined tensor"),
-                       " for a batch of ", batch, "; expected [", batch, ", ",
-                       classes, "]"));
+    status = cuda_ ? RunOnCuda(slot, clips, batch, logits, timings)
+                   : RunOnCpu(slot, clips, batch, logits, timings);
+    // A wrong output shape is the model not fitting its spec at load.
+    if (status.code() == absl::StatusCode::kInternal) {
+      status = absl::Status(failure_code, status.message());
     }
-    logits->resize(static_cast<size_t>(batch * classes));
-    // One copy: device -> host, any dtype/strides -> row-major float.
-    at::from_blob(logits->data(), {batch, classes},
-                  at::TensorOptions().dtype(at::kFloat))
-        .copy_(output);
-    return absl::OkStatus();
+  } catch (const c10::OutOfMemoryError& e) {
+    const int64_t padded = BucketFor(batch, options_.batch_buckets);
+    if (cuda_) {
+      // Give the cached blocks back so that smaller batches (and the other
+      // instances on this device) can still allocate.
+      try {
+        at::accelerator::emptyCache();
+      } catch (const std::exception&) {
+      }
+    }
+    status = absl::ResourceExhaustedError(absl::StrCat(
+        "model ", name_, " ran out of memory on ", device_.str(),
+        " running a batch of ", batch,
+        padded != batch ? absl::StrCat(" (padded to ", padded, ")")
+                        : std::string(),
+        ": ", TorchErrorSummary(e)));
   } catch (const std::exception& e) {
-    logits->clear();
-    return absl::Status(failure_code, absl::StrCat("model ", name_,
-                                                   " failed: ",
-                                                   TorchErrorSummary(e)));
+    if (IsStickyDeviceError(e)) {
+      absl::Status unusable = absl::UnavailableError(absl::StrCat(
+          device_.str(), " is unusable after a device error in model ", name_,
+          ": ", TorchErrorSummary(e)));
+      {
+        std::lock_guard<std::mutex> lock(health_mu_);
+        health_ = unusable;
+      }
+      poisoned_.store(true, std::memory_order_release);
+      status = absl::InternalError(absl::StrCat(
+          "model ", name_, " failed: ", TorchErrorSummary(e),
+          " (the device is now unusable; this instance refuses further "
+          "batches)"));
+    } else {
+      status = absl::Status(failure_code, absl::StrCat("model ", name_,
+                                                       " failed: ",
+                                                       TorchErrorSummary(e)));
+    }
   }
+  ReleaseSlot(slot_index);
+  if (!status.ok()) logits->clear();
+  return status;
 }
 
 }  // namespace clipserve::runtime

@@ -1,6 +1,8 @@
 #include "runtime/torchscript_backend.h"
 
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -48,62 +50,113 @@ class TorchScriptBackend final : public TorchBackend {
   torch::jit::Module module_;
 };
 
-// `module` is on `device` or is moved there.
-absl::StatusOr<std::unique_ptr<Backend>> Finish(torch::jit::Module module,
-                                                const std::string& name,
-                                                const ModelSpec& spec,
-                                                const BackendOptions& options,
-                                                c10::Device device) {
+// Moves `module` to `device` in `precision` and puts it in eval mode.
+absl::Status PrepareModule(torch::jit::Module& module, const std::string& name,
+                           c10::Device device, Precision precision) {
   try {
     if (!module.find_method("forward")) {
       return absl::InvalidArgumentError(
           absl::StrCat("model ", name, " has no forward method"));
     }
-    module.to(device);
+    module.to(device, ScalarTypeOf(precision));
     module.eval();
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cannot prepare model ", name, ": ", TorchErrorSummary(e)));
   }
-  auto backend = std::make_unique<TorchScriptBackend>(std::move(module), name,
-                                                      spec, options, device);
-  absl::Status warm = backend->WarmUp();
-  if (!warm.ok()) return warm;
-  return std::unique_ptr<Backend>(std::move(backend));
+  return absl::OkStatus();
+}
+
+// One backend per options entry from `load(device)`, a fresh module on that
+// device; instances with the same device and precision share one module.
+absl::StatusOr<std::vector<std::unique_ptr<Backend>>> MakeBackends(
+    const std::function<absl::StatusOr<torch::jit::Module>(c10::Device)>& load,
+    const std::string& name, const ModelSpec& spec,
+    const std::vector<BackendOptions>& instances) {
+  if (instances.empty()) {
+    return absl::InvalidArgumentError("no instances to load");
+  }
+  std::vector<c10::Device> devices;
+  for (const BackendOptions& options : instances) {
+    absl::Status valid = ValidateSpecAndOptions(spec, options);
+    if (!valid.ok()) return valid;
+    absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
+    if (!device.ok()) return device.status();
+    devices.push_back(*device);
+  }
+  std::map<std::pair<std::string, Precision>, torch::jit::Module> modules;
+  std::vector<std::unique_ptr<Backend>> out;
+  for (size_t i = 0; i < instances.size(); ++i) {
+    const BackendOptions& options = instances[i];
+    const auto key = std::make_pair(devices[i].str(), options.precision);
+    auto it = modules.find(key);
+    if (it == modules.end()) {
+      absl::StatusOr<torch::jit::Module> module = load(devices[i]);
+      if (!module.ok()) return module.status();
+      absl::Status prepared =
+          PrepareModule(*module, name, devices[i], options.precision);
+      if (!prepared.ok()) return prepared;
+      it = modules.emplace(key, *std::move(module)).first;
+    }
+    // torch::jit::Module is a handle: the copy shares the weights.
+    auto backend = std::make_unique<TorchScriptBackend>(it->second, name, spec,
+                                                        options, devices[i]);
+    absl::Status ready = backend->Prepare();
+    if (!ready.ok()) return ready;
+    out.push_back(std::move(backend));
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> First(
+    absl::StatusOr<std::vector<std::unique_ptr<Backend>>> backends) {
+  if (!backends.ok()) return backends.status();
+  return std::move(backends->front());
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Backend>> LoadTorchScriptBackend(
+absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadTorchScriptBackends(
     const std::string& path, const ModelSpec& spec,
-    const BackendOptions& options) {
-  absl::Status valid = ValidateSpecAndOptions(spec, options);
-  if (!valid.ok()) return valid;
-  absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-  if (!device.ok()) return device.status();
+    const std::vector<BackendOptions>& instances) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
+    for (const BackendOptions& options : instances) {
+      absl::Status valid = ValidateSpecAndOptions(spec, options);
+      if (!valid.ok()) return valid;
+      absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
+      if (!device.ok()) return device.status();
+    }
     return absl::NotFoundError(
         absl::StrCat("model file ", path, " does not exist"));
   }
-  torch::jit::Module module;
-  try {
-    module = torch::jit::load(path, *device);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot load TorchScript model ", path, ": ", TorchErrorSummary(e)));
-  }
-  return Finish(std::move(module), path, spec, options, *device);
+  return MakeBackends(
+      [&path](c10::Device device) -> absl::StatusOr<torch::jit::Module> {
+        try {
+          return torch::jit::load(path, device);
+        } catch (const std::exception& e) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("cannot load TorchScript model ", path, ": ",
+                           TorchErrorSummary(e)));
+        }
+      },
+      path, spec, instances);
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> LoadTorchScriptBackend(
+    const std::string& path, const ModelSpec& spec,
+    const BackendOptions& options) {
+  return First(LoadTorchScriptBackends(path, spec, {options}));
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> WrapTorchScriptModule(
     torch::jit::Module module, const std::string& name, const ModelSpec& spec,
     const BackendOptions& options) {
-  absl::Status valid = ValidateSpecAndOptions(spec, options);
-  if (!valid.ok()) return valid;
-  absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-  if (!device.ok()) return device.status();
-  return Finish(std::move(module), name, spec, options, *device);
+  return First(MakeBackends(
+      [&module](c10::Device) -> absl::StatusOr<torch::jit::Module> {
+        return module;
+      },
+      name, spec, {options}));
 }
 
 }  // namespace clipserve::runtime

@@ -314,7 +314,9 @@ grpc::ServerUnaryReactor* KServeService::ServerLive(
 grpc::ServerUnaryReactor* KServeService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
-  response->set_ready(!models_->draining() && !models_->models().empty());
+  bool ready = !models_->draining() && !models_->models().empty();
+  for (const ServedModel* m : models_->models()) ready = ready && m->healthy();
+  response->set_ready(ready);
   return FinishUnary(context, absl::OkStatus());
 }
 
@@ -324,7 +326,7 @@ grpc::ServerUnaryReactor* KServeService::ModelReady(
     inference::ModelReadyResponse* response) {
   absl::StatusOr<ServedModel*> model =
       models_->Find(request->name(), request->version());
-  if (model.ok()) response->set_ready(!models_->draining());
+  if (model.ok()) response->set_ready(!models_->draining() && (*model)->healthy());
   return FinishUnary(context, model.status());
 }
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "runtime/allocator.h"
+#include "runtime/device.h"
 #include "server/gpu_metrics.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -44,6 +45,9 @@ Flags:
   --metrics-port N        Port of the Prometheus endpoint, /metrics
                           (default 8002; 0 picks a free port).
   --allow-metrics BOOL    Serve metrics at all (default true).
+  --allow-tf32 BOOL       Let fp32 matrix products and convolutions on GPUs
+                          of the Ampere generation and newer use TF32 tensor
+                          cores (default true; no effect on the CPU).
   --latency-buckets LIST  Upper bounds in seconds of the duration histograms
                           (default 0.0005,0.001,...,10,30).
   --gpu-metrics-interval-ms N
@@ -79,6 +83,7 @@ struct Flags {
   int grpc_port = 8001;
   int metrics_port = 8002;
   bool allow_metrics = true;
+  bool allow_tf32 = true;
   bool use_ssl = false;
   std::string server_cert, server_key, client_ca;
   std::vector<double> latency_buckets =
@@ -158,6 +163,11 @@ Flags ParseFlags(int argc, char** argv) {
         UsageError("--allow-metrics must be true or false");
       }
       f.allow_metrics = value == "true";
+    } else if (arg == "--allow-tf32") {
+      if (value != "true" && value != "false") {
+        UsageError("--allow-tf32 must be true or false");
+      }
+      f.allow_tf32 = value == "true";
     } else if (arg == "--latency-buckets") {
       f.latency_buckets.clear();
       for (absl::string_view part : absl::StrSplit(value, ',')) {
@@ -225,6 +235,7 @@ int main(int argc, char** argv) {
                                                       : flags.model_repository,
                        ", gRPC ", flags.grpc_address, ":", flags.grpc_port));
   clipserve::runtime::KeepTensorMemoryInProcess();
+  clipserve::runtime::SetCudaTf32(flags.allow_tf32);
   auto metrics =
       std::make_shared<clipserve::server::Metrics>(flags.latency_buckets);
   auto models = flags.model_repository.empty()

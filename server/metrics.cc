@@ -164,6 +164,24 @@ Metrics::Metrics(std::vector<double> duration_buckets)
               .Name("clipserve_compute_duration_seconds")
               .Help("Run time of the batch a request was in.")
               .Register(*registry_)),
+      upload_duration_(
+          prometheus::BuildHistogram()
+              .Name("clipserve_batch_upload_duration_seconds")
+              .Help("Host-to-device copy of a batch (GPU instances; CUDA "
+                    "events).")
+              .Register(*registry_)),
+      download_duration_(
+          prometheus::BuildHistogram()
+              .Name("clipserve_batch_download_duration_seconds")
+              .Help("Device-to-host copy of a batch's logits (GPU instances; "
+                    "CUDA events).")
+              .Register(*registry_)),
+      device_failures_(
+          prometheus::BuildCounter()
+              .Name("clipserve_device_failures_total")
+              .Help("Instances that stopped after a device error left their "
+                    "device unusable.")
+              .Register(*registry_)),
       decode_duration_(prometheus::BuildHistogram()
                            .Name("clipserve_decode_duration_seconds")
                            .Help("Decoding, sampling and cropping an encoded "
@@ -231,6 +249,9 @@ ModelMetrics::ModelMetrics(Metrics* metrics, const prometheus::Labels& labels,
   queue_duration_ = &metrics->queue_duration_.Add(labels, buckets);
   compute_duration_ = &metrics->compute_duration_.Add(labels, buckets);
   decode_duration_ = &metrics->decode_duration_.Add(labels, buckets);
+  upload_duration_ = &metrics->upload_duration_.Add(labels, buckets);
+  download_duration_ = &metrics->download_duration_.Add(labels, buckets);
+  device_failures_ = &metrics->device_failures_.Add(labels);
   batch_size_ = &metrics->batch_size_.Add(labels, BatchBuckets(max_batch_size));
   batch_executions_ = &metrics->batch_executions_.Add(labels);
   inflight_ = &metrics->inflight_.Add(labels);

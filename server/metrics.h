@@ -45,6 +45,10 @@ class ModelMetrics {
   prometheus::Histogram& queue_duration() { return *queue_duration_; }
   prometheus::Histogram& compute_duration() { return *compute_duration_; }
   prometheus::Histogram& decode_duration() { return *decode_duration_; }
+  // Per batch, GPU instances only.
+  prometheus::Histogram& upload_duration() { return *upload_duration_; }
+  prometheus::Histogram& download_duration() { return *download_duration_; }
+  prometheus::Counter& device_failures() { return *device_failures_; }
   prometheus::Histogram& batch_size() { return *batch_size_; }
   prometheus::Counter& batch_executions() { return *batch_executions_; }
   prometheus::Gauge& inflight() { return *inflight_; }
@@ -64,6 +68,9 @@ class ModelMetrics {
   prometheus::Histogram* queue_duration_ = nullptr;
   prometheus::Histogram* compute_duration_ = nullptr;
   prometheus::Histogram* decode_duration_ = nullptr;
+  prometheus::Histogram* upload_duration_ = nullptr;
+  prometheus::Histogram* download_duration_ = nullptr;
+  prometheus::Counter* device_failures_ = nullptr;
   prometheus::Histogram* batch_size_ = nullptr;
   prometheus::Counter* batch_executions_ = nullptr;
   prometheus::Gauge* inflight_ = nullptr;
@@ -108,6 +115,9 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& request_duration_;
   prometheus::Family<prometheus::Histogram>& queue_duration_;
   prometheus::Family<prometheus::Histogram>& compute_duration_;
+  prometheus::Family<prometheus::Histogram>& upload_duration_;
+  prometheus::Family<prometheus::Histogram>& download_duration_;
+  prometheus::Family<prometheus::Counter>& device_failures_;
   prometheus::Family<prometheus::Histogram>& decode_duration_;
   prometheus::Family<prometheus::Histogram>& batch_size_;
   prometheus::Family<prometheus::Counter>& batch_executions_;

@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 
 namespace clipserve::server {
 namespace {
@@ -43,7 +44,34 @@ bool ParseDevice(const std::string& device) {
   return absl::SimpleAtoi(device.substr(5), &index) && index >= 0;
 }
 
+// A parameter's value, or "" when the config does not set it.
+std::string Parameter(const ModelConfig& config, const std::string& key) {
+  auto it = config.parameters().find(key);
+  return it == config.parameters().end() ? std::string()
+                                         : it->second.string_value();
+}
+
 }  // namespace
+
+absl::StatusOr<std::vector<int64_t>> ParseBuckets(const std::string& text,
+                                                  int64_t max_batch_size) {
+  if (text == "auto") return runtime::PowerOfTwoBuckets(max_batch_size);
+  if (text == "none") return std::vector<int64_t>{};
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    int64_t b = 0;
+    if (!absl::SimpleAtoi(part, &b) || b < 1 || b > max_batch_size ||
+        (!out.empty() && b <= out.back())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "must be \"auto\", \"none\" or ascending batch sizes in "
+          "1..max_batch_size (",
+          max_batch_size, ") separated by commas, got \"", text, "\""));
+    }
+    out.push_back(b);
+  }
+  if (out.back() != max_batch_size) out.push_back(max_batch_size);
+  return out;
+}
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& text,
                                              const std::string& path) {
@@ -203,24 +231,57 @@ absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
   }
 
   for (const auto& [key, value] : config->parameters()) {
+    const std::string& v = value.string_value();
     if (key == "intra_op_threads") {
       int threads = 0;
-      if (!absl::SimpleAtoi(value.string_value(), &threads) || threads < 0 ||
-          threads > 1024) {
+      if (!absl::SimpleAtoi(v, &threads) || threads < 0 || threads > 1024) {
         return FieldError(path, "parameters[intra_op_threads]",
                           absl::StrCat("must be an integer in 0..1024, got \"",
-                                       value.string_value(), "\""));
+                                       v, "\""));
       }
     } else if (key == "device") {
-      if (!ParseDevice(value.string_value())) {
+      if (!ParseDevice(v)) {
         return FieldError(path, "parameters[device]",
                           absl::StrCat("must be \"cpu\" or \"cuda:N\", got \"",
-                                       value.string_value(), "\""));
+                                       v, "\""));
+      }
+    } else if (key == "precision") {
+      if (absl::StatusOr<runtime::Precision> p = runtime::ParsePrecision(v);
+          !p.ok()) {
+        return FieldError(path, "parameters[precision]", p.status().message());
+      }
+    } else if (key == "cuda_graphs") {
+      if (v != "true" && v != "false") {
+        return FieldError(path, "parameters[cuda_graphs]",
+                          absl::StrCat("must be \"true\" or \"false\", got \"",
+                                       v, "\""));
+      }
+    } else if (key == "batch_buckets") {
+      if (absl::StatusOr<std::vector<int64_t>> b =
+              ParseBuckets(v, config->max_batch_size());
+          !b.ok()) {
+        return FieldError(path, "parameters[batch_buckets]",
+                          b.status().message());
       }
     } else {
-      return FieldError(path, "parameters",
-                        absl::StrCat("unknown key \"", key,
-                                     "\" (known: intra_op_threads, device)"));
+      return FieldError(
+          path, "parameters",
+          absl::StrCat("unknown key \"", key,
+                       "\" (known: intra_op_threads, device, precision, "
+                       "batch_buckets, cuda_graphs)"));
+    }
+  }
+  if (Parameter(*config, "cuda_graphs") == "true") {
+    for (int64_t d : config->input(0).dims()) {
+      if (d < 0) {
+        return FieldError(path, "parameters[cuda_graphs]",
+                          "needs a fixed input shape (no -1 in input.dims)");
+      }
+    }
+    if (Parameter(*config, "batch_buckets") == "none") {
+      return FieldError(path, "parameters[cuda_graphs]",
+                        "needs batch buckets (one graph per bucket), but "
+                        "batch_buckets is \"none\"");
     }
   }
   return absl::OkStatus();
@@ -250,52 +311,97 @@ batching::BatchQueueOptions QueueOptionsFromConfig(const ModelConfig& config) {
   return options;
 }
 
-std::vector<runtime::BackendOptions> InstanceOptionsFromConfig(
+absl::StatusOr<std::vector<runtime::BackendOptions>> InstanceOptionsFromConfig(
     const ModelConfig& config, int cuda_devices, int cpu_cores) {
-  std::string forced_device;
+  const std::string forced_device = Parameter(config, "device");
   int threads = 0;
-  if (auto it = config.parameters().find("device");
-      it != config.parameters().end()) {
-    forced_device = it->second.string_value();
+  (void)absl::SimpleAtoi(Parameter(config, "intra_op_threads"), &threads);
+  runtime::BackendOptions base;
+  base.max_batch_size = config.max_batch_size();
+  if (const std::string p = Parameter(config, "precision"); !p.empty()) {
+    absl::StatusOr<runtime::Precision> precision = runtime::ParsePrecision(p);
+    if (!precision.ok()) return precision.status();
+    base.precision = *precision;
   }
-  if (auto it = config.parameters().find("intra_op_threads");
-      it != config.parameters().end()) {
-    (void)absl::SimpleAtoi(it->second.string_value(), &threads);
-  }
+  base.cuda_graphs = Parameter(config, "cuda_graphs") == "true";
+  const std::string buckets = Parameter(config, "batch_buckets");
 
   std::vector<runtime::BackendOptions> instances;
-  for (const config::ModelInstanceGroup& group : config.instance_group()) {
-    for (int i = 0; i < group.count(); ++i) {
-      runtime::BackendOptions options;
-      if (!forced_device.empty()) {
-        options.device = forced_device;
-      } else if (group.kind() == config::ModelInstanceGroup::KIND_GPU ||
-                 (group.kind() == config::ModelInstanceGroup::KIND_AUTO &&
-                  cuda_devices > 0)) {
-        const int gpu =
-            group.gpus_size() > 0 ? group.gpus(i % group.gpus_size()) : 0;
-        options.device = absl::StrCat("cuda:", gpu);
-      } else {
-        options.device = "cpu";
+  const auto add = [&](const std::string& device) {
+    runtime::BackendOptions options = base;
+    options.device = device;
+    instances.push_back(std::move(options));
+  };
+  for (int g = 0; g < config.instance_group_size(); ++g) {
+    const config::ModelInstanceGroup& group = config.instance_group(g);
+    const bool gpu =
+        forced_device.empty()
+            ? group.kind() == config::ModelInstanceGroup::KIND_GPU ||
+                  (group.kind() == config::ModelInstanceGroup::KIND_AUTO &&
+                   cuda_devices > 0)
+            : forced_device != "cpu";
+    if (!gpu) {
+      for (int i = 0; i < group.count(); ++i) add("cpu");
+      continue;
+    }
+    if (!forced_device.empty()) {
+      for (int i = 0; i < group.count(); ++i) add(forced_device);
+      continue;
+    }
+    if (cuda_devices == 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "instance_group[", g,
+          "] is KIND_GPU but no CUDA device is visible (no GPU, no driver, "
+          "CUDA_VISIBLE_DEVICES empty, or clipserve built without CUDA); use "
+          "KIND_CPU or KIND_AUTO to run on the CPU"));
+    }
+    // As Triton: `count` instances on each listed GPU, all GPUs if none.
+    std::vector<int> gpus(group.gpus().begin(), group.gpus().end());
+    if (gpus.empty()) {
+      for (int d = 0; d < cuda_devices; ++d) gpus.push_back(d);
+    }
+    for (int d : gpus) {
+      if (d >= cuda_devices) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "instance_group[", g, "] lists GPU ", d, " but only ",
+            cuda_devices, " CUDA device(s) are visible (0..",
+            cuda_devices - 1, ")"));
       }
-      instances.push_back(std::move(options));
+      for (int i = 0; i < group.count(); ++i) add(absl::StrCat("cuda:", d));
     }
   }
   // By default the CPU instances share the cores evenly.
   int cpu_instances = 0;
   for (const auto& o : instances) cpu_instances += o.device == "cpu";
   for (auto& o : instances) {
+    const bool cpu = o.device == "cpu";
     if (threads > 0) {
       o.intra_op_threads = threads;
-    } else if (o.device == "cpu") {
+    } else if (cpu) {
       o.intra_op_threads = std::max(1, cpu_cores / std::max(1, cpu_instances));
     }
-  }
-  // Warm up the sizes the batcher will form most: 1 and the largest.
-  for (auto& o : instances) {
-    o.warmup_batch_sizes = {1};
-    if (config.max_batch_size() > 1) {
-      o.warmup_batch_sizes.push_back(config.max_batch_size());
+    // Buckets: on a GPU by default (every size the batcher forms then has
+    // its cuDNN algorithms picked at load, or its CUDA graph); on the CPU
+    // only when asked, since padding costs compute there.
+    if (buckets == "none" || (buckets.empty() && cpu && !o.cuda_graphs)) {
+      o.batch_buckets.clear();
+    } else if (buckets.empty() || buckets == "auto") {
+      o.batch_buckets = runtime::PowerOfTwoBuckets(config.max_batch_size());
+    } else {
+      absl::StatusOr<std::vector<int64_t>> b =
+          ParseBuckets(buckets, config.max_batch_size());
+      if (!b.ok()) return b.status();
+      o.batch_buckets = *std::move(b);
+    }
+    // Warm up the sizes the batcher forms: every bucket, else 1 and the
+    // largest.
+    if (!o.batch_buckets.empty()) {
+      o.warmup_batch_sizes = o.batch_buckets;
+    } else {
+      o.warmup_batch_sizes = {1};
+      if (config.max_batch_size() > 1) {
+        o.warmup_batch_sizes.push_back(config.max_batch_size());
+      }
     }
   }
   return instances;

@@ -45,10 +45,21 @@ runtime::ModelSpec SpecFromConfig(const config::ModelConfig& config);
 batching::BatchQueueOptions QueueOptionsFromConfig(
     const config::ModelConfig& config);
 
-// One entry per instance: where it runs and with how many threads.
-// `cuda_devices` is how many CUDA devices this process sees.
-std::vector<runtime::BackendOptions> InstanceOptionsFromConfig(
+// One entry per instance: where it runs, with how many threads, in which
+// precision, and at which batch sizes. `cuda_devices` is how many CUDA
+// devices this process sees. As Triton: a KIND_GPU group puts `count`
+// instances on each GPU it lists (all visible GPUs when it lists none);
+// KIND_AUTO is KIND_GPU when a GPU is visible, else KIND_CPU.
+// FAILED_PRECONDITION for KIND_GPU without a visible GPU, or a listed GPU
+// that is not visible.
+absl::StatusOr<std::vector<runtime::BackendOptions>> InstanceOptionsFromConfig(
     const config::ModelConfig& config, int cuda_devices, int cpu_cores);
+
+// parameters[batch_buckets]: "auto" (1, 2, 4, ... and max_batch_size),
+// "none" (no padding), or ascending sizes "1,4,16" (max_batch_size is added
+// when missing). INVALID_ARGUMENT otherwise.
+absl::StatusOr<std::vector<int64_t>> ParseBuckets(const std::string& text,
+                                                  int64_t max_batch_size);
 
 }  // namespace clipserve::server
 

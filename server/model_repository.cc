@@ -93,22 +93,10 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir,
       ReadLabels(dir / "labels.txt");
   if (!labels.ok()) return labels.status();
 
-  const runtime::ModelSpec spec = SpecFromConfig(*config);
-  std::vector<std::unique_ptr<runtime::Backend>> instances;
-  for (const runtime::BackendOptions& options : InstanceOptionsFromConfig(
-           *config, runtime::CudaDeviceCount(), CpuCores())) {
-    absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
-        i3d ? runtime::LoadI3dBackend(weights_dir, spec, options)
-            : runtime::LoadTorchScriptBackend(
-                  (dir / version_name / "model.pt").string(), spec, options);
-    if (!backend.ok()) {
-      return absl::Status(backend.status().code(),
-                          absl::StrCat("model '", name, "': ",
-                                       backend.status().message()));
-    }
-    instances.push_back(*std::move(backend));
-  }
-  if (instances.front()->untrained()) {
+  absl::StatusOr<std::vector<std::unique_ptr<runtime::Backend>>> instances =
+      LoadInstances(*config, weights_dir, runtime::CudaDeviceCount());
+  if (!instances.ok()) return instances.status();
+  if (instances->front()->untrained()) {
     LogWarning(absl::StrCat("model '", name, "' has no weights file in ",
                             weights_dir.empty() ? dir.string() : weights_dir,
                             ": serving RANDOM, UNTRAINED weights (answers are "
@@ -116,7 +104,7 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir,
   }
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
       *std::move(config), version_name, *std::move(labels),
-      std::move(instances), metrics);
+      *std::move(instances), metrics);
   if (model.ok()) {
     const double seconds = std::chrono::duration<double>(
                                std::chrono::steady_clock::now() - start)
@@ -128,6 +116,27 @@ absl::StatusOr<std::unique_ptr<ServedModel>> LoadModel(const fs::path& dir,
 }
 
 }  // namespace
+
+absl::StatusOr<std::vector<std::unique_ptr<runtime::Backend>>> LoadInstances(
+    const config::ModelConfig& config, const std::string& version_dir,
+    int cuda_devices) {
+  absl::StatusOr<std::vector<runtime::BackendOptions>> options =
+      InstanceOptionsFromConfig(config, cuda_devices, CpuCores());
+  absl::StatusOr<std::vector<std::unique_ptr<runtime::Backend>>> instances =
+      !options.ok() ? options.status()
+      : config.backend() == kI3dBackend
+          ? runtime::LoadI3dBackends(version_dir, SpecFromConfig(config),
+                                     *options)
+          : runtime::LoadTorchScriptBackends(
+                (fs::path(version_dir) / "model.pt").string(),
+                SpecFromConfig(config), *options);
+  if (!instances.ok()) {
+    return absl::Status(instances.status().code(),
+                        absl::StrCat("model '", config.name(), "': ",
+                                     instances.status().message()));
+  }
+  return instances;
+}
 
 absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
     const std::string& root, Metrics* metrics) {
@@ -178,23 +187,22 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin(
     return s;
   }
   const runtime::ModelSpec spec = SpecFromConfig(*config);
-  std::vector<std::unique_ptr<runtime::Backend>> instances;
-  for (runtime::BackendOptions& options : InstanceOptionsFromConfig(
-           *config, runtime::CudaDeviceCount(), CpuCores())) {
-    // Start quickly: warm up batch 1 only.
-    options.warmup_batch_sizes = {1};
-    absl::StatusOr<std::unique_ptr<runtime::Backend>> backend =
-        runtime::LoadI3dBackend("", spec, options);
-    if (!backend.ok()) return backend.status();
-    instances.push_back(*std::move(backend));
-  }
+  absl::StatusOr<std::vector<runtime::BackendOptions>> options =
+      InstanceOptionsFromConfig(*config, runtime::CudaDeviceCount(),
+                                CpuCores());
+  if (!options.ok()) return options.status();
+  // Start quickly: warm up batch 1 only.
+  for (runtime::BackendOptions& o : *options) o.warmup_batch_sizes = {1};
+  absl::StatusOr<std::vector<std::unique_ptr<runtime::Backend>>> instances =
+      runtime::LoadI3dBackends("", spec, *options);
+  if (!instances.ok()) return instances.status();
   LogWarning(absl::StrCat("no --model-repository given: serving the built-in '",
                           kBuiltinModelName,
                           "' (Inception-I3D, 400 classes, 16 x 224 x 224) with "
                           "RANDOM, UNTRAINED weights: its answers are "
                           "meaningless; for trying the server only"));
   absl::StatusOr<std::unique_ptr<ServedModel>> model = ServedModel::Create(
-      *std::move(config), "1", {}, std::move(instances), metrics);
+      *std::move(config), "1", {}, *std::move(instances), metrics);
   if (!model.ok()) return model.status();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "clipserve/config.pb.h"
+#include "runtime/backend.h"
 #include "server/metrics.h"
 #include "server/served_model.h"
 
@@ -24,6 +26,14 @@ namespace clipserve::server {
 
 // Name of the model served when no repository is given.
 inline constexpr const char* kBuiltinModelName = "i3d";
+
+// The instances of the model whose validated config is `config`, placed by
+// InstanceOptionsFromConfig and loaded from `version_dir`: TorchScript
+// <version_dir>/model.pt; I3D <version_dir>/model.safetensors or model.pth
+// (an empty `version_dir`: random weights). Errors name the model.
+absl::StatusOr<std::vector<std::unique_ptr<runtime::Backend>>> LoadInstances(
+    const config::ModelConfig& config, const std::string& version_dir,
+    int cuda_devices);
 
 class ModelRepository {
  public:

@@ -1,9 +1,11 @@
 #include "server/served_model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/log.h"
 #include "server/model_config.h"
 
 namespace clipserve::server {
@@ -32,10 +34,14 @@ ServedModel::ServedModel(config::ModelConfig config, std::string version,
           config_.dynamic_batching().default_timeout_microseconds())),
       metrics_(metrics),
       statistics_(config_.max_batch_size()) {
-  instances_.resize(instances.size());
-  for (size_t i = 0; i < instances.size(); ++i) {
-    instances_[i].backend = std::move(instances[i]);
-    instances_[i].views.reserve(config_.max_batch_size());
+  for (std::unique_ptr<runtime::Backend>& backend : instances) {
+    for (int i = 0; i < std::max(1, backend->max_concurrent_runs()); ++i) {
+      LaneState lane;
+      lane.backend = backend.get();
+      lane.views.reserve(config_.max_batch_size());
+      lanes_.push_back(std::move(lane));
+    }
+    backends_.push_back(std::move(backend));
   }
 }
 
@@ -67,7 +73,10 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
   }
   batching::BatchSchedulerOptions options;
   options.queue = QueueOptionsFromConfig(config);
-  options.num_instances = static_cast<int>(instances.size());
+  options.num_instances = 0;  // one batching thread per lane
+  for (const auto& backend : instances) {
+    options.num_instances += std::max(1, backend->max_concurrent_runs());
+  }
   ModelMetrics* model_metrics =
       metrics->AddModel(config.name(), version, config.max_batch_size());
   std::unique_ptr<ServedModel> model(new ServedModel(
@@ -100,25 +109,50 @@ ServedModel::~ServedModel() {
 
 std::vector<std::string> ServedModel::devices() const {
   std::vector<std::string> out;
-  for (const InstanceState& s : instances_) out.push_back(s.backend->device());
+  for (const auto& b : backends_) out.push_back(b->device());
   return out;
 }
 
-void ServedModel::RunBatch(int instance, batching::Batch batch) {
-  InstanceState& state = instances_[instance];
+void ServedModel::CheckDevice(const runtime::Backend& backend) {
+  const absl::Status health = backend.health();
+  if (health.ok()) return;
+  std::function<void(const absl::Status&)> handler;
+  {
+    std::lock_guard<std::mutex> lock(failure_mu_);
+    if (!healthy_.exchange(false)) return;  // Told already.
+    handler = on_device_failure_;
+  }
+  metrics_->ready().Set(0);
+  metrics_->device_failures().Increment();
+  LogError(absl::StrCat("model '", name(), "' version ", version_,
+                        ": instance on ", backend.device(),
+                        " stopped: ", health.message(),
+                        "; the model is no longer ready"));
+  if (handler) handler(health);
+}
+
+void ServedModel::RunBatch(int lane, batching::Batch batch) {
+  LaneState& state = lanes_[lane];
   state.views.clear();
   for (const batching::Batch::Entry& e : batch.entries) {
     state.views.push_back(static_cast<InferenceTask*>(e.task)->clip());
   }
+  runtime::RunTimings timings;
   const auto start = std::chrono::steady_clock::now();
-  const absl::Status status = state.backend->Run(state.views, &state.logits);
+  const absl::Status status =
+      state.backend->Run(state.views, &state.logits, &timings);
   const auto done = std::chrono::steady_clock::now();
+  if (!status.ok()) CheckDevice(*state.backend);
 
   ExecutionStats stats;
   stats.batch_size = batch.size;
-  stats.compute_us = Micros(done - batch.formed_time);
+  stats.compute_us = timings.compute_us;
   metrics_->batch_size().Observe(batch.size);
   metrics_->batch_executions().Increment();
+  if (status.ok() && timings.device_copies) {
+    metrics_->upload_duration().Observe(timings.upload_us * 1e-6);
+    metrics_->download_duration().Observe(timings.download_us * 1e-6);
+  }
   const uint64_t requests = batch.entries.size();
   if (status.ok()) {
     // Before any answer: a client holding its answer finds it counted.

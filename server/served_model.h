@@ -3,7 +3,10 @@
 #ifndef CLIPSERVE_SERVER_SERVED_MODEL_H_
 #define CLIPSERVE_SERVER_SERVED_MODEL_H_
 
+#include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,7 +24,8 @@ namespace clipserve::server {
 class ServedModel {
  public:
   // Takes the instances (at least one, all with the same spec) and starts
-  // one batching thread per instance. `labels` is empty or has one entry per
+  // one batching thread per lane: an instance has max_concurrent_runs()
+  // lanes (1 on the CPU, a staging slot each on CUDA). `labels` is empty or has one entry per
   // class. Registers the model's series in `metrics` (which must outlive it)
   // and reports it ready.
   static absl::StatusOr<std::unique_ptr<ServedModel>> Create(
@@ -39,9 +43,20 @@ class ServedModel {
   const runtime::ModelSpec& spec() const { return spec_; }
   // Empty when the model has no labels.txt.
   const std::vector<std::string>& labels() const { return labels_; }
-  int num_instances() const { return static_cast<int>(instances_.size()); }
+  int num_instances() const { return static_cast<int>(backends_.size()); }
+  // Batching threads: batches the model may have in flight at once.
+  int num_lanes() const { return static_cast<int>(lanes_.size()); }
   // Whether the weights are random (no weights file).
-  bool untrained() const { return instances_.front().backend->untrained(); }
+  bool untrained() const { return backends_.front()->untrained(); }
+  // False once an instance's device became unusable (Backend::health()):
+  // the model is no longer ready, and the handler below has been told.
+  bool healthy() const { return healthy_.load(std::memory_order_acquire); }
+  // Called once, from a batching thread, when an instance reports its device
+  // unusable, with that report. Set before requests arrive.
+  void SetDeviceFailureHandler(std::function<void(const absl::Status&)> handler) {
+    std::lock_guard<std::mutex> lock(failure_mu_);
+    on_device_failure_ = std::move(handler);
+  }
   // Where each instance runs, e.g. "cpu" or "cuda:0".
   std::vector<std::string> devices() const;
   // The deadline of a request whose client asked for `requested`
@@ -78,9 +93,9 @@ class ServedModel {
   }
 
  private:
-  // What one instance reuses from batch to batch.
-  struct InstanceState {
-    std::unique_ptr<runtime::Backend> backend;
+  // What one lane reuses from batch to batch.
+  struct LaneState {
+    runtime::Backend* backend = nullptr;
     std::vector<runtime::ClipView> views;
     std::vector<float> logits;
   };
@@ -89,7 +104,10 @@ class ServedModel {
               std::vector<std::string> labels,
               std::vector<std::unique_ptr<runtime::Backend>> instances,
               ModelMetrics* metrics);
-  void RunBatch(int instance, batching::Batch batch);
+  void RunBatch(int lane, batching::Batch batch);
+  // After a failed batch on `backend`: if its device is now unusable, marks
+  // the model unhealthy and not ready, logs why, and tells the handler.
+  void CheckDevice(const runtime::Backend& backend);
 
   const config::ModelConfig config_;
   const std::string version_;
@@ -98,7 +116,11 @@ class ServedModel {
   const batching::Duration default_timeout_;
   ModelMetrics* const metrics_;
   InferenceStatistics statistics_;
-  std::vector<InstanceState> instances_;
+  std::vector<std::unique_ptr<runtime::Backend>> backends_;
+  std::vector<LaneState> lanes_;
+  std::atomic<bool> healthy_{true};
+  std::mutex failure_mu_;
+  std::function<void(const absl::Status&)> on_device_failure_;  // failure_mu_
   // Last member: its threads use the members above and stop first.
   std::unique_ptr<batching::BatchScheduler> scheduler_;
 };

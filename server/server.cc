@@ -130,6 +130,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   health->SetServingStatus(true);
   for (ServedModel* m : server->models_->models()) {
     health->SetServingStatus(m->name(), true);
+    // A device that can no longer be trusted takes the whole server out of
+    // service: its probes fail and an orchestrator replaces it, rather than
+    // it answering from a broken GPU.
+    m->SetDeviceFailureHandler([health, name = m->name()](const absl::Status& why) {
+      LogError(absl::StrCat("health: NOT_SERVING (model '", name, "': ",
+                            why.message(), ")"));
+      health->SetServingStatus(name, false);
+      health->SetServingStatus("", false);
+    });
   }
   return server;
 }

@@ -37,6 +37,13 @@ std::string GoodWith(const std::string& field_text) {
   return absl::StrCat(kGood, "\n", field_text);
 }
 
+// The good config with a fixed input shape and `field_text` appended.
+std::string FixedWith(const std::string& field_text) {
+  std::string text = kGood;
+  text.replace(text.find("112, -1"), 7, "112, 112");
+  return absl::StrCat(text, "\n", field_text);
+}
+
 // The good config with its first `from` replaced by `to`.
 std::string GoodReplacing(const std::string& from, const std::string& to) {
   std::string text = kGood;
@@ -59,7 +66,10 @@ TEST(ModelConfigTest, GoodConfigDerivesSpecQueueAndInstances) {
   EXPECT_EQ(q.max_queue_delay, std::chrono::microseconds(2500));
   EXPECT_EQ(q.max_queue_size, kDefaultMaxQueueSize);
 
-  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 0, 4);
+  absl::StatusOr<std::vector<runtime::BackendOptions>> placed =
+      InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  const std::vector<runtime::BackendOptions>& inst = *placed;
   ASSERT_EQ(inst.size(), 2u);
   for (const auto& o : inst) {
     EXPECT_EQ(o.device, "cpu");
@@ -83,22 +93,85 @@ TEST(ModelConfigTest, DefaultsFilledIn) {
   EXPECT_EQ(c->dynamic_batching().priority_levels(), kDefaultPriorityLevels);
   EXPECT_EQ(c->dynamic_batching().default_priority_level(), 2u);  // the middle
   // Without intra_op_threads, CPU instances share the cores.
-  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 0, 4);
+  absl::StatusOr<std::vector<runtime::BackendOptions>> placed =
+      InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_TRUE(placed.ok()) << placed.status();
+  const std::vector<runtime::BackendOptions>& inst = *placed;
   ASSERT_EQ(inst.size(), 1u);
+  EXPECT_EQ(inst[0].precision, runtime::Precision::kFp32);
+  EXPECT_TRUE(inst[0].batch_buckets.empty());  // no padding on the CPU
+  EXPECT_FALSE(inst[0].cuda_graphs);
+  EXPECT_EQ(inst[0].max_batch_size, 1);
   EXPECT_EQ(inst[0].intra_op_threads, 4);
   EXPECT_EQ(inst[0].warmup_batch_sizes, (std::vector<int64_t>{1}));
 }
 
-TEST(ModelConfigTest, GpuPlacement) {
+TEST(ModelConfigTest, GpuGroupsPlaceCountInstancesOnEachListedGpu) {
+  // Two CPU instances from kGood's group, then 3 on each of GPUs 1 and 2.
   absl::StatusOr<config::ModelConfig> c =
       Parse(GoodWith("instance_group { count: 3 kind: KIND_GPU gpus: [1, 2] }"));
   ASSERT_TRUE(c.ok()) << c.status();
-  std::vector<runtime::BackendOptions> inst = InstanceOptionsFromConfig(*c, 4, 4);
-  ASSERT_EQ(inst.size(), 5u);  // 2 CPU + 3 GPU
-  EXPECT_EQ(inst[2].device, "cuda:1");
-  EXPECT_EQ(inst[3].device, "cuda:2");
-  EXPECT_EQ(inst[4].device, "cuda:1");
+  absl::StatusOr<std::vector<runtime::BackendOptions>> inst =
+      InstanceOptionsFromConfig(*c, 4, 4);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  std::vector<std::string> devices;
+  for (const auto& o : *inst) devices.push_back(o.device);
+  EXPECT_EQ(devices, (std::vector<std::string>{"cpu", "cpu", "cuda:1", "cuda:1",
+                                               "cuda:1", "cuda:2", "cuda:2",
+                                               "cuda:2"}));
+  // intra_op_threads, when set, applies to every instance.
+  EXPECT_EQ((*inst)[0].intra_op_threads, 3);
+  EXPECT_EQ((*inst)[2].intra_op_threads, 3);  // set explicitly in kGood
+}
 
+TEST(ModelConfigTest, GpuGroupWithoutGpusUsesEveryVisibleGpu) {
+  absl::StatusOr<config::ModelConfig> c = Parse(R"pb(
+    backend: "torchscript" max_batch_size: 8
+    input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 32, 32 ] }
+    output { name: "y" data_type: TYPE_FP32 dims: [ 10 ] }
+    instance_group { count: 2 kind: KIND_GPU }
+  )pb");
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<std::vector<runtime::BackendOptions>> inst =
+      InstanceOptionsFromConfig(*c, 2, 4);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  std::vector<std::string> devices;
+  for (const auto& o : *inst) devices.push_back(o.device);
+  EXPECT_EQ(devices, (std::vector<std::string>{"cuda:0", "cuda:0", "cuda:1",
+                                               "cuda:1"}));
+  // On a GPU batches are padded to power-of-two buckets by default, and
+  // every bucket is warmed up (cuDNN's algorithm search at load).
+  for (const auto& o : *inst) {
+    EXPECT_EQ(o.batch_buckets, (std::vector<int64_t>{1, 2, 4, 8}));
+    EXPECT_EQ(o.warmup_batch_sizes, (std::vector<int64_t>{1, 2, 4, 8}));
+    EXPECT_EQ(o.max_batch_size, 8);
+  }
+}
+
+TEST(ModelConfigTest, GpuGroupWithoutAGpuFailsTheLoadClearly) {
+  absl::StatusOr<config::ModelConfig> c =
+      Parse(GoodWith("instance_group { count: 1 kind: KIND_GPU }"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<std::vector<runtime::BackendOptions>> inst =
+      InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_EQ(inst.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(inst.status().message().find(
+                "instance_group[1] is KIND_GPU but no CUDA device is visible"),
+            std::string::npos)
+      << inst.status();
+
+  absl::StatusOr<config::ModelConfig> missing =
+      Parse(GoodWith("instance_group { count: 1 kind: KIND_GPU gpus: [0, 3] }"));
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  inst = InstanceOptionsFromConfig(*missing, 2, 4);
+  ASSERT_EQ(inst.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(inst.status().message().find(
+                "lists GPU 3 but only 2 CUDA device(s) are visible"),
+            std::string::npos)
+      << inst.status();
+}
+
+TEST(ModelConfigTest, AutoKindRunsOnTheGpuWhenThereIsOne) {
   absl::StatusOr<config::ModelConfig> a = Parse(R"pb(
     backend: "torchscript" max_batch_size: 2
     input { name: "x" data_type: TYPE_FP32 dims: [ 3, 8, 32, 32 ] }
@@ -106,8 +179,49 @@ TEST(ModelConfigTest, GpuPlacement) {
     instance_group { kind: KIND_AUTO }
   )pb");
   ASSERT_TRUE(a.ok()) << a.status();
-  EXPECT_EQ(InstanceOptionsFromConfig(*a, 0, 2)[0].device, "cpu");
-  EXPECT_EQ(InstanceOptionsFromConfig(*a, 1, 2)[0].device, "cuda:0");
+  EXPECT_EQ((*InstanceOptionsFromConfig(*a, 0, 2))[0].device, "cpu");
+  EXPECT_EQ((*InstanceOptionsFromConfig(*a, 1, 2))[0].device, "cuda:0");
+}
+
+TEST(ModelConfigTest, PrecisionBucketsAndGraphsReachEveryInstance) {
+  // CUDA graphs need a fixed shape: kGood's width is free (-1).
+  absl::StatusOr<config::ModelConfig> c = Parse(FixedWith(R"pb(
+    parameters { key: "precision" value { string_value: "bf16" } }
+    parameters { key: "batch_buckets" value { string_value: "2,4" } }
+    parameters { key: "cuda_graphs" value { string_value: "true" } }
+  )pb"));
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<std::vector<runtime::BackendOptions>> inst =
+      InstanceOptionsFromConfig(*c, 0, 4);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  for (const auto& o : *inst) {
+    EXPECT_EQ(o.precision, runtime::Precision::kBf16);
+    // max_batch_size (8) is always a bucket.
+    EXPECT_EQ(o.batch_buckets, (std::vector<int64_t>{2, 4, 8}));
+    EXPECT_EQ(o.warmup_batch_sizes, (std::vector<int64_t>{2, 4, 8}));
+    EXPECT_TRUE(o.cuda_graphs);
+  }
+  // "none" turns padding off, on a GPU too.
+  absl::StatusOr<config::ModelConfig> none = Parse(GoodWith(R"pb(
+    instance_group { count: 1 kind: KIND_GPU }
+    parameters { key: "batch_buckets" value { string_value: "none" } }
+  )pb"));
+  ASSERT_TRUE(none.ok()) << none.status();
+  inst = InstanceOptionsFromConfig(*none, 1, 4);
+  ASSERT_TRUE(inst.ok()) << inst.status();
+  EXPECT_TRUE(inst->back().batch_buckets.empty());
+  EXPECT_EQ(inst->back().warmup_batch_sizes, (std::vector<int64_t>{1, 8}));
+}
+
+TEST(ModelConfigTest, BucketListsParse) {
+  EXPECT_EQ(*ParseBuckets("auto", 12), (std::vector<int64_t>{1, 2, 4, 8, 12}));
+  EXPECT_EQ(*ParseBuckets("none", 12), (std::vector<int64_t>{}));
+  EXPECT_EQ(*ParseBuckets("1,6,12", 12), (std::vector<int64_t>{1, 6, 12}));
+  for (const char* bad : {"", "0,4", "4,2", "4,4", "1,13", "x", "1,,2"}) {
+    EXPECT_EQ(ParseBuckets(bad, 12).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
 }
 
 struct BadCase {
@@ -137,6 +251,17 @@ TEST(ModelConfigTest, BadConfigsAreRefusedNamingFileAndField) {
       {GoodWith("instance_group { count: -1 }"), "tiny", "instance_group.count"},
       {GoodWith("parameters { key: \"intra_op_threads\" value { string_value: \"many\" } }"),
        "tiny", "parameters[intra_op_threads]"},
+      {GoodWith("parameters { key: \"precision\" value { string_value: \"fp8\" } }"),
+       "tiny", "parameters[precision]: unknown precision \"fp8\" (known: fp32, fp16, bf16)"},
+      {GoodWith("parameters { key: \"cuda_graphs\" value { string_value: \"yes\" } }"),
+       "tiny", "parameters[cuda_graphs]: must be \"true\" or \"false\""},
+      {GoodWith("parameters { key: \"batch_buckets\" value { string_value: \"4,2\" } }"),
+       "tiny", "parameters[batch_buckets]: must be \"auto\", \"none\" or ascending"},
+      {FixedWith("parameters { key: \"cuda_graphs\" value { string_value: \"true\" } } "
+                 "parameters { key: \"batch_buckets\" value { string_value: \"none\" } }"),
+       "tiny", "parameters[cuda_graphs]: needs batch buckets"},
+      {GoodWith("parameters { key: \"cuda_graphs\" value { string_value: \"true\" } }"),
+       "tiny", "parameters[cuda_graphs]: needs a fixed input shape"},
       {GoodWith("parameters { key: \"device\" value { string_value: \"tpu\" } }"), "tiny",
        "parameters[device]"},
       {GoodWith("parameters { key: \"colour\" value { string_value: \"red\" } }"), "tiny",

@@ -1,0 +1,203 @@
+// ServedModel with a stand-in Backend: lanes per instance, where the time of
+// a batch is reported, and what happens when an instance's device becomes
+// unusable. (The real backends' side of these is in tests/runtime.)
+#include "server/served_model.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "clipserve/config.pb.h"
+#include "server/metrics.h"
+#include "server/model_config.h"
+
+namespace clipserve::server {
+namespace {
+
+constexpr int64_t kClasses = 3;
+
+runtime::ModelSpec Spec() {
+  runtime::ModelSpec spec;
+  spec.input = runtime::ClipShape{3, 1, 2, 2};
+  spec.num_classes = kClasses;
+  return spec;
+}
+
+// Answers every clip with logits {i, i, i} for run i, reports CUDA-like
+// timings, and can be told to wait until `lanes` runs are inside at once,
+// or to fail as a poisoned device does.
+class FakeBackend : public runtime::Backend {
+ public:
+  explicit FakeBackend(int lanes) : lanes_(lanes) {}
+
+  const runtime::ModelSpec& spec() const override { return spec_; }
+  std::string device() const override { return "cuda:7"; }
+  int max_concurrent_runs() const override { return lanes_; }
+  absl::Status health() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return health_;
+  }
+
+  absl::Status Run(absl::Span<const runtime::ClipView> clips,
+                   std::vector<float>* logits,
+                   runtime::RunTimings* timings) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!health_.ok()) return health_;
+    if (poison_next_) {
+      health_ = absl::UnavailableError("cuda:7 is unusable after a device error");
+      return absl::InternalError("illegal memory access");
+    }
+    ++inside_;
+    max_inside_ = std::max(max_inside_, inside_);
+    changed_.notify_all();
+    if (wait_for_all_lanes_) {
+      changed_.wait_for(lock, std::chrono::seconds(10),
+                        [this] { return max_inside_ >= lanes_; });
+    }
+    int64_t rows = 0;
+    for (const auto& c : clips) rows += c.count;
+    logits->assign(static_cast<size_t>(rows * kClasses), 1.0f);
+    timings->device_copies = true;
+    timings->batch = rows;
+    timings->upload_us = 2000;
+    timings->compute_us = 5000;
+    timings->download_us = 1000;
+    --inside_;
+    return absl::OkStatus();
+  }
+
+  void WaitForAllLanes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    wait_for_all_lanes_ = true;
+  }
+  void PoisonNext() {
+    std::lock_guard<std::mutex> lock(mu_);
+    poison_next_ = true;
+  }
+  int max_inside() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_inside_;
+  }
+
+ private:
+  const int lanes_;
+  const runtime::ModelSpec spec_ = Spec();
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  int inside_ = 0, max_inside_ = 0;
+  bool wait_for_all_lanes_ = false, poison_next_ = false;
+  absl::Status health_;
+};
+
+class Task : public InferenceTask {
+ public:
+  explicit Task(const std::vector<uint8_t>& clip) {
+    runtime::ClipView v;
+    v.shape = Spec().input;
+    v.data = clip.data();
+    set_clip(v, 1);
+  }
+  void Complete(absl::Span<const float> logits, int64_t,
+                const ExecutionStats& stats) override {
+    done_.set_value({absl::OkStatus(), static_cast<int>(logits.size()), stats});
+  }
+  void Fail(const absl::Status& status) override {
+    done_.set_value({status, 0, {}});
+  }
+  struct Result {
+    absl::Status status;
+    int logits = 0;
+    ExecutionStats stats;
+  };
+  std::future<Result> result() { return done_.get_future(); }
+
+ private:
+  std::promise<Result> done_;
+};
+
+config::ModelConfig Config() {
+  absl::StatusOr<config::ModelConfig> c = ParseModelConfig(R"pb(
+    name: "fake" backend: "torchscript" max_batch_size: 1
+    input { name: "clip" data_type: TYPE_FP32 dims: [ 3, 1, 2, 2 ] }
+    output { name: "logits" data_type: TYPE_FP32 dims: [ 3 ] }
+  )pb", "fake");
+  EXPECT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(ValidateModelConfig(&*c, "fake", "fake").ok());
+  return *c;
+}
+
+std::unique_ptr<ServedModel> Serve(std::unique_ptr<FakeBackend> backend,
+                                   Metrics* metrics) {
+  std::vector<std::unique_ptr<runtime::Backend>> instances;
+  instances.push_back(std::move(backend));
+  absl::StatusOr<std::unique_ptr<ServedModel>> m =
+      ServedModel::Create(Config(), "1", {}, std::move(instances), metrics);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return std::move(*m);
+}
+
+TEST(ServedModelTest, AnInstanceGetsOneLaneForEachBatchItMayHoldInFlight) {
+  Metrics metrics;
+  auto backend = std::make_unique<FakeBackend>(2);
+  FakeBackend* fake = backend.get();
+  fake->WaitForAllLanes();
+  std::unique_ptr<ServedModel> model = Serve(std::move(backend), &metrics);
+  EXPECT_EQ(model->num_instances(), 1);
+  EXPECT_EQ(model->num_lanes(), 2);
+  // max_batch_size 1: two requests make two batches, which run at once.
+  const std::vector<uint8_t> clip(12, 0);
+  Task a(clip), b(clip);
+  auto ra = a.result(), rb = b.result();
+  ASSERT_TRUE(model->Enqueue(&a).ok());
+  ASSERT_TRUE(model->Enqueue(&b).ok());
+  const Task::Result x = ra.get(), y = rb.get();
+  EXPECT_TRUE(x.status.ok() && y.status.ok());
+  EXPECT_EQ(fake->max_inside(), 2);
+  // The compute time is the backend's (CUDA events), not a host clock.
+  EXPECT_EQ(x.stats.compute_us, 5000);
+  // Device copies are timed per batch.
+  EXPECT_EQ(model->metrics().upload_duration().Collect().histogram.sample_count, 2u);
+  EXPECT_DOUBLE_EQ(model->metrics().upload_duration().Collect().histogram.sample_sum, 0.004);
+  EXPECT_DOUBLE_EQ(model->metrics().download_duration().Collect().histogram.sample_sum, 0.002);
+}
+
+TEST(ServedModelTest, AnUnusableDeviceMakesTheModelUnhealthyAndTellsTheServerOnce) {
+  Metrics metrics;
+  auto backend = std::make_unique<FakeBackend>(1);
+  FakeBackend* fake = backend.get();
+  std::unique_ptr<ServedModel> model = Serve(std::move(backend), &metrics);
+  std::vector<absl::Status> told;
+  model->SetDeviceFailureHandler([&told](const absl::Status& s) { told.push_back(s); });
+  EXPECT_TRUE(model->healthy());
+  EXPECT_EQ(model->metrics().ready().Value(), 1);
+
+  const std::vector<uint8_t> clip(12, 0);
+  fake->PoisonNext();
+  Task a(clip);
+  auto ra = a.result();
+  ASSERT_TRUE(model->Enqueue(&a).ok());
+  EXPECT_EQ(ra.get().status.code(), absl::StatusCode::kInternal);
+  // Later requests are refused by the instance itself, without running.
+  Task b(clip);
+  auto rb = b.result();
+  ASSERT_TRUE(model->Enqueue(&b).ok());
+  const Task::Result second = rb.get();
+  EXPECT_EQ(second.status.code(), absl::StatusCode::kUnavailable);
+
+  EXPECT_FALSE(model->healthy());
+  EXPECT_EQ(model->metrics().ready().Value(), 0);
+  EXPECT_EQ(model->metrics().device_failures().Value(), 1);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(told[0].message().find("cuda:7 is unusable"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace clipserve::server
