@@ -2,7 +2,7 @@
 # into demux/decode, BGR conversion and resize/crop. Figures go to
 # docs/benchmarks.md ("Video decode and preprocessing").
 find_package(benchmark QUIET)
-if(TARGET clipserve_video AND benchmark_FOUND)
+if(CLIPSERVE_VIDEO AND benchmark_FOUND)
   add_executable(clipserve-decode-bench ${CMAKE_CURRENT_LIST_DIR}/decode_bench.cc)
   target_include_directories(clipserve-decode-bench SYSTEM PRIVATE
     ${OpenCV_INCLUDE_DIRS})

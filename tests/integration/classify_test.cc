@@ -492,6 +492,23 @@ TEST(StartupTest, BadConfigStopsStartupNamingFileAndField) {
       << out.text;
 }
 
+TEST(StartupTest, GpuInstancesWithoutAGpuStopStartupClearly) {
+  TempDir repo;
+  WriteTinyModel(repo.path(), "m",
+                 ModelConfigText("m", 4, kT, kH, kW, kClasses,
+                                 "instance_group { count: 2 kind: KIND_GPU }"),
+                 1);
+  // No GPU visible, on any machine.
+  ServerProcess::Output out = ServerProcess::RunCommand(
+      absl::StrCat("CUDA_VISIBLE_DEVICES= ", CLIPSERVE_BINARY,
+                   " --grpc-port 0 --model-repository ", repo.path()));
+  EXPECT_EQ(out.exit_code, 1);
+  EXPECT_NE(out.text.find("model 'm': instance_group[0] is KIND_GPU but no CUDA "
+                          "device is visible"),
+            std::string::npos)
+      << out.text;
+}
+
 TEST(StartupTest, UsageErrorsAndHelp) {
   ServerProcess::Output help = ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --help"));
   EXPECT_EQ(help.exit_code, 0);

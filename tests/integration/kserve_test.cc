@@ -8,9 +8,9 @@
 // Triton's own client (tests/python/tritonclient_test.py).
 #include <signal.h>
 
-#include <cstring>
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <future>
 #include <map>
 #include <mutex>
@@ -157,6 +157,52 @@ class KServeTest : public ::testing::Test {
 
 TempDir* KServeTest::repo_ = nullptr;
 ServerProcess* KServeTest::server_ = nullptr;
+
+// The same TinyVideoNet served in fp32, in bf16, and in fp32 padded to
+// batch buckets: padding leaves every answered row as it was, bf16 stays
+// within its rounding of fp32 and picks the same classes.
+TEST(PrecisionServingTest, Bf16AndBucketedModelsAnswerLikeFp32) {
+  TempDir repo;
+  WriteTinyModel(repo.path(), "fp32",
+                 ModelConfigText("fp32", 8, kT, kH, kW, kClasses, ""), 7);
+  WriteTinyModel(repo.path(), "bf16",
+                 ModelConfigText("bf16", 8, kT, kH, kW, kClasses,
+                                 "parameters { key: \"precision\" value { "
+                                 "string_value: \"bf16\" } }"),
+                 7);
+  WriteTinyModel(repo.path(), "padded",
+                 ModelConfigText("padded", 8, kT, kH, kW, kClasses,
+                                 "parameters { key: \"batch_buckets\" value { "
+                                 "string_value: \"2,4\" } }"),
+                 7);
+  std::unique_ptr<ServerProcess> server =
+      ServerProcess::Start({"--model-repository", repo.path()});
+  ASSERT_NE(server, nullptr);
+  InferResult fp32 = Infer(server->Channel(), InferRequest("fp32", 3, 40));
+  InferResult bf16 = Infer(server->Channel(), InferRequest("bf16", 3, 40));
+  InferResult padded = Infer(server->Channel(), InferRequest("padded", 3, 40));
+  ASSERT_TRUE(fp32.status.ok()) << fp32.status.error_message();
+  ASSERT_TRUE(bf16.status.ok()) << bf16.status.error_message();
+  ASSERT_TRUE(padded.status.ok()) << padded.status.error_message();
+  for (int row = 0; row < 3; ++row) {
+    const std::vector<float> want = RawRow(fp32.response, 0, row);
+    const std::vector<float> half = RawRow(bf16.response, 0, row);
+    const std::vector<float> pad = RawRow(padded.response, 0, row);
+    float scale = 0;
+    for (float v : want) scale = std::max(scale, std::abs(v));
+    for (int k = 0; k < kClasses; ++k) {
+      EXPECT_NEAR(pad[k], want[k], 1e-4 * (1 + std::abs(want[k]))) << row;
+      EXPECT_NEAR(half[k], want[k], 0.05 * scale) << row;
+    }
+    EXPECT_EQ(std::max_element(half.begin(), half.end()) - half.begin(),
+              std::max_element(want.begin(), want.end()) - want.begin())
+        << row;
+  }
+  // The padded model ran its batch of 3 at bucket 4 yet answered 3 rows.
+  EXPECT_EQ(padded.response.outputs(0).shape(0), 3);
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
 
 TEST_F(KServeTest, BatchOfThreeComesBackInOrderAndAgreesWithOurApi) {
   ModelInferRequest req = InferRequest("tiny", 3, 100, "batch-3");
