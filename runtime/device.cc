@@ -19,12 +19,12 @@ int CudaDeviceCount() {
 }
 
 void SetCudaTf32(bool on) {
-  const at::Float32Precision p =
-      on ? at::Float32Precision::TF32 : at::Float32Precision::IEEE;
-  at::globalContext().setFloat32Precision(at::Float32Backend::CUDA,
-                                          at::Float32Op::MATMUL, p);
-  at::globalContext().setFloat32Precision(at::Float32Backend::CUDA,
-                                          at::Float32Op::CONV, p);
+  // The older setters: they keep both of LibTorch 2.11's views of the flag
+  // in step. Setting it through setFloat32Precision instead makes every
+  // later read through allowTF32CuBLAS() (which parts of ATen still use)
+  // throw ("mix of the legacy and new APIs").
+  at::globalContext().setAllowTF32CuBLAS(on);
+  at::globalContext().setAllowTF32CuDNN(on);
 }
 
 CudaMemoryPeaks CudaMemoryPeak(int index) {

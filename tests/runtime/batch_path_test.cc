@@ -9,12 +9,14 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Context.h>
 #include <c10/util/Exception.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
 #include "runtime/backend.h"
+#include "runtime/device.h"
 #include "runtime/i3d_backend.h"
 #include "runtime/torch_backend.h"
 #include "tests/runtime/test_models.h"
@@ -349,6 +351,17 @@ TEST(PrecisionAccuracyTest, HalfPrecisionsAgreeWithFp32OnI3d) {
     std::printf("%s vs fp32: top-1 agreement %.3f, max |diff| %.5f (max |logit| %.4f)\n",
                 PrecisionName(p), a.top1_agreement, a.max_abs_diff,
                 a.max_abs_reference);
+  }
+}
+
+TEST(Tf32Test, BothOfLibTorchsViewsOfTheFlagAgreeAndReadWithoutThrowing) {
+  for (bool on : {false, true}) {
+    SetCudaTf32(on);
+    at::Context& ctx = at::globalContext();
+    EXPECT_EQ(ctx.allowTF32CuBLAS(), on);
+    EXPECT_EQ(ctx.allowTF32CuDNN(), on);
+    EXPECT_EQ(ctx.float32Precision(at::Float32Backend::CUDA, at::Float32Op::MATMUL),
+              on ? at::Float32Precision::TF32 : at::Float32Precision::IEEE);
   }
 }
 
