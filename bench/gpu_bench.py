@@ -134,9 +134,9 @@ def main():
     a = ap.parse_args()
     out = os.path.abspath(a.out)
     os.makedirs(out, exist_ok=True)
-    secs = 1 if a.quick else 3
-    window = 4 if a.quick else 12
-    warmup = 2 if a.quick else 5
+    secs = 1 if a.quick else 2
+    window = 4 if a.quick else 10
+    warmup = 2 if a.quick else 4
     log = os.path.join(out, "bench.log")
     repo = os.path.join(out, "repository")
     results = {"gpu": subprocess.run(

@@ -92,7 +92,7 @@ fi
 step "CUDA tests"
 (cd "$build" && ctest -L cuda --output-on-failure -V) >"$out/ctest-cuda.log" 2>&1 &&
   tests=passed || tests=FAILED
-grep -E '^(\[  (     OK|FAILED  ) \]|precision-check)' "$out/ctest-cuda.log" | sed 's/^[0-9]*: //' || true
+grep -E '\[       OK \]|\[  FAILED  \]|precision-check' "$out/ctest-cuda.log" | sed 's/^[0-9]*: //' || true
 echo "CUDA tests: $tests"
 
 step "benchmarks"
