@@ -48,21 +48,13 @@ absl::StatusOr<std::unique_ptr<Backend>> LoadI3dBackend(
 absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadI3dBackends(
     const std::string& weights_dir, const ModelSpec& spec,
     const std::vector<BackendOptions>& instances, uint64_t seed) {
-  if (instances.empty()) {
-    return absl::InvalidArgumentError("no instances to load");
-  }
+  absl::StatusOr<std::vector<c10::Device>> devices =
+      ResolveInstances(spec, instances);
+  if (!devices.ok()) return devices.status();
   if (spec.input.channels != 2 && spec.input.channels != 3) {
     return absl::InvalidArgumentError(absl::StrCat(
         "I3D takes 3 input channels (RGB) or 2 (optical flow), got ",
         spec.input.channels));
-  }
-  std::vector<c10::Device> devices;
-  for (const BackendOptions& options : instances) {
-    absl::Status valid = ValidateSpecAndOptions(spec, options);
-    if (!valid.ok()) return valid;
-    absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-    if (!device.ok()) return device.status();
-    devices.push_back(*device);
   }
 
   namespace fs = std::filesystem;
@@ -91,7 +83,7 @@ absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadI3dBackends(
   std::vector<std::unique_ptr<Backend>> out;
   for (size_t i = 0; i < instances.size(); ++i) {
     const BackendOptions& options = instances[i];
-    const c10::Device device = devices[i];
+    const c10::Device device = (*devices)[i];
     const auto key = std::make_pair(device.str(), options.precision);
     auto it = models.find(key);
     if (it == models.end()) {

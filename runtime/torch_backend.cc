@@ -165,6 +165,22 @@ absl::Status ValidateSpecAndOptions(const ModelSpec& spec,
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<c10::Device>> ResolveInstances(
+    const ModelSpec& spec, const std::vector<BackendOptions>& instances) {
+  if (instances.empty()) {
+    return absl::InvalidArgumentError("no instances to load");
+  }
+  std::vector<c10::Device> devices;
+  for (const BackendOptions& options : instances) {
+    absl::Status valid = ValidateSpecAndOptions(spec, options);
+    if (!valid.ok()) return valid;
+    absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
+    if (!device.ok()) return device.status();
+    devices.push_back(*device);
+  }
+  return devices;
+}
+
 at::ScalarType ScalarTypeOf(Precision precision) {
   switch (precision) {
     case Precision::kFp16:

@@ -61,6 +61,11 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
 absl::Status ValidateSpecAndOptions(const ModelSpec& spec,
                                     const BackendOptions& options);
 
+// Checks `spec` with each entry of `instances` (ValidateSpecAndOptions) and
+// resolves their devices, in order. INVALID_ARGUMENT for no instances.
+absl::StatusOr<std::vector<c10::Device>> ResolveInstances(
+    const ModelSpec& spec, const std::vector<BackendOptions>& instances);
+
 // The scalar type of a precision (kFloat, kHalf, kBFloat16).
 at::ScalarType ScalarTypeOf(Precision precision);
 

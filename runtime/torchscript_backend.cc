@@ -73,17 +73,10 @@ absl::StatusOr<std::vector<std::unique_ptr<Backend>>> MakeBackends(
     const std::function<absl::StatusOr<torch::jit::Module>(c10::Device)>& load,
     const std::string& name, const ModelSpec& spec,
     const std::vector<BackendOptions>& instances) {
-  if (instances.empty()) {
-    return absl::InvalidArgumentError("no instances to load");
-  }
-  std::vector<c10::Device> devices;
-  for (const BackendOptions& options : instances) {
-    absl::Status valid = ValidateSpecAndOptions(spec, options);
-    if (!valid.ok()) return valid;
-    absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-    if (!device.ok()) return device.status();
-    devices.push_back(*device);
-  }
+  absl::StatusOr<std::vector<c10::Device>> resolved =
+      ResolveInstances(spec, instances);
+  if (!resolved.ok()) return resolved.status();
+  const std::vector<c10::Device>& devices = *resolved;
   std::map<std::pair<std::string, Precision>, torch::jit::Module> modules;
   std::vector<std::unique_ptr<Backend>> out;
   for (size_t i = 0; i < instances.size(); ++i) {
@@ -121,12 +114,10 @@ absl::StatusOr<std::vector<std::unique_ptr<Backend>>> LoadTorchScriptBackends(
     const std::vector<BackendOptions>& instances) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
-    for (const BackendOptions& options : instances) {
-      absl::Status valid = ValidateSpecAndOptions(spec, options);
-      if (!valid.ok()) return valid;
-      absl::StatusOr<c10::Device> device = ResolveDevice(options.device);
-      if (!device.ok()) return device.status();
-    }
+    // A bad spec or device is reported first, as for a file that exists.
+    absl::StatusOr<std::vector<c10::Device>> devices =
+        ResolveInstances(spec, instances);
+    if (!devices.ok()) return devices.status();
     return absl::NotFoundError(
         absl::StrCat("model file ", path, " does not exist"));
   }
