@@ -58,11 +58,18 @@ absl::StatusOr<std::string> LatestVersion(const fs::path& model_dir) {
   return absl::StrCat(best);
 }
 
+std::string PrecisionOf(const config::ModelConfig& config) {
+  auto it = config.parameters().find("precision");
+  return it == config.parameters().end() ? "fp32" : it->second.string_value();
+}
+
 std::string Describe(const ServedModel& m, double seconds) {
   const auto& b = m.config().dynamic_batching();
   return absl::StrCat(
       "loaded model '", m.name(), "' version ", m.version(), " (",
-      m.config().backend(), ", ", m.num_instances(), " instance(s), input 3 x ",
+      m.config().backend(), ", ", m.num_instances(), " instance(s) on ",
+      absl::StrJoin(m.devices(), ", "), ", ", m.num_lanes(),
+      " batch(es) in flight, ", PrecisionOf(m.config()), ", input 3 x ",
       m.spec().input.frames, " x ", m.spec().input.height, " x ",
       m.spec().input.width, ", ", m.spec().num_classes,
       " classes, max_batch_size ", m.config().max_batch_size(),
