@@ -18,6 +18,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev
   libopencv-dev ffmpeg
   prometheus-cpp-dev prometheus python3-yaml
   python3-numpy python3-grpcio python3-grpc-tools python3-matplotlib

@@ -127,13 +127,30 @@ struct Clip {
   int64_t source_height = 0;
   int64_t source_frames = 0;
   double source_fps = 0;
+  // What the container's header claims (0: it claims nothing). More than
+  // source_frames when the file ends early: the clip is then sampled from
+  // the frames that are there.
+  int64_t declared_frames = 0;
+  // What decoding took: packets handed to the decoder, and how often it
+  // restarted at a keyframe to skip ahead (see the top of av_decode.cc).
+  int64_t packets_decoded = 0;
+  int64_t restarts = 0;
+};
+
+// How DecodeClip() decodes.
+struct DecodeOptions {
+  // Decoder threads for this clip. 1 (default): the calling thread only, as
+  // the server decodes many clips at once on its own pool. 0: FFmpeg's
+  // choice (one per core, for codecs with frame or slice threading).
+  int threads = 1;
 };
 
 // Decodes `bytes` (a whole video file) into a clip. See the top of this file.
 // Does not keep `bytes` after it returns.
 absl::StatusOr<Clip> DecodeClip(absl::string_view bytes,
                                 const Sampling& sampling,
-                                const Geometry& geometry, const Limits& limits);
+                                const Geometry& geometry, const Limits& limits,
+                                const DecodeOptions& options = {});
 
 // The frame indices, strictly increasing, that `sampling` picks from a video
 // of `total_frames` frames at `fps` frames per second (fps matters only for

@@ -14,7 +14,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/video/test_videos.h"
-#include "video/mem_file.h"
 
 namespace clipserve::video {
 namespace {
@@ -67,58 +66,6 @@ TEST(SniffContainerTest, RefusesPlaylistsTextAndNoise) {
   EXPECT_EQ(SniffContainer("GIF89a"), "");
   EXPECT_EQ(SniffContainer("RIFF"), "");
   EXPECT_EQ(SniffContainer(Bytes({0, 0, 0, 1, 0x65})), "");  // IDR slice first
-}
-
-TEST(MemFileTest, HoldsTheBytesAtItsPathAndClosesItsDescriptor) {
-  const int before = OpenFds();
-  std::string bytes(300000, '\0');
-  for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(i * 7);
-  int fd = -1;
-  {
-    absl::StatusOr<MemFile> file = MemFile::Create("test", bytes);
-    ASSERT_TRUE(file.ok()) << file.status();
-    fd = file->fd();
-    EXPECT_EQ(file->path(), absl::StrCat("/proc/self/fd/", fd));
-    EXPECT_NE(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
-    {
-      std::ifstream in(file->path(), std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      EXPECT_EQ(ss.str(), bytes);
-    }
-
-    MemFile moved = *std::move(file);
-    EXPECT_EQ(moved.fd(), fd);
-    EXPECT_EQ(OpenFds(), before + 1);
-  }
-  EXPECT_EQ(fcntl(fd, F_GETFD), -1);
-  EXPECT_EQ(OpenFds(), before);
-}
-
-TEST(MemFileTest, MoveAssignmentClosesTheDescriptorItReplaces) {
-  const int before = OpenFds();
-  {
-    absl::StatusOr<MemFile> a = MemFile::Create("a", "aaa");
-    absl::StatusOr<MemFile> b = MemFile::Create("b", "bbbb");
-    ASSERT_TRUE(a.ok()) << a.status();
-    ASSERT_TRUE(b.ok()) << b.status();
-    const int a_fd = a->fd();
-    const int b_fd = b->fd();
-    *a = *std::move(b);
-    EXPECT_EQ(fcntl(a_fd, F_GETFD), -1);
-    EXPECT_EQ(a->fd(), b_fd);
-    EXPECT_EQ(a->path(), absl::StrCat("/proc/self/fd/", b_fd));
-    EXPECT_EQ(OpenFds(), before + 1);
-  }
-  EXPECT_EQ(OpenFds(), before);
-}
-
-TEST(MemFileTest, EmptyBytesMakeAnEmptyFile) {
-  absl::StatusOr<MemFile> file = MemFile::Create("empty", "");
-  ASSERT_TRUE(file.ok()) << file.status();
-  struct stat st;
-  ASSERT_EQ(fstat(file->fd(), &st), 0);
-  EXPECT_EQ(st.st_size, 0);
 }
 
 }  // namespace

@@ -276,8 +276,19 @@ TEST_P(DecodeGeometryTest, MatchesResizeThenCentreCrop) {
                                   static_cast<int>(c.geometry.crop_height))),
                  rgb, cv::COLOR_BGR2RGB);
     ASSERT_TRUE(rgb.isContinuous());
-    EXPECT_EQ(std::memcmp(rgb.data, FrameData(*clip, t), rgb.total() * 3), 0)
-        << "frame " << i;
+    // OpenCV converts to BGR at full size and then resizes; the decoder
+    // converts and resizes in one swscale pass. Both bilinear: the pixels
+    // agree to rounding and chroma siting.
+    const uint8_t* got = FrameData(*clip, t);
+    double sum = 0;
+    int worst = 0;
+    const size_t n = rgb.total() * 3;
+    for (size_t k = 0; k < n; ++k) {
+      const int d = std::abs(int{rgb.data[k]} - int{got[k]});
+      sum += d;
+      worst = std::max(worst, d);
+    }
+    EXPECT_LE(sum / n, 1.5) << "frame " << i;
     ++t;
   }
   std::remove(path.c_str());
@@ -395,30 +406,38 @@ TEST(DecodeClipErrorTest, Mp4CutInHalfWithItsIndexAtTheEnd) {
               "cannot open the MP4/MOV data (corrupt or truncated?)");
 }
 
-TEST(DecodeClipErrorTest, Mp4CutInHalfWithItsIndexFirst) {
+// A file that ends before the frames its header declares (an MP4 whose
+// index comes first, an AVI) is sampled from the frames that are there, as
+// a Matroska file is, and says what it declared.
+TEST(DecodeClipTest, Mp4CutInHalfWithItsIndexFirstKeepsTheFramesThatAreThere) {
   REQUIRE_FFMPEG();
   ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(
                             100, 320, 240, "25",
                             absl::StrCat(kX264, " -movflags +faststart"),
                             "mp4"));
   const absl::StatusOr<Clip> clip = DecodeClip(
-      bytes.substr(0, bytes.size() / 2), Uniform(16), Geometry(), Limits());
-  ExpectErrorStartingWith(clip, "stream ended at frame ");
-  EXPECT_THAT(std::string(clip.status().message()),
-              HasSubstr(" of 100 (truncated?)"));
+      bytes.substr(0, bytes.size() / 2), Uniform(8), Whole(320, 240), Limits());
+  ASSERT_TRUE(clip.ok()) << clip.status();
+  EXPECT_EQ(clip->declared_frames, 100);
+  EXPECT_GT(clip->source_frames, 20);
+  EXPECT_LT(clip->source_frames, 80);
+  EXPECT_THAT(ShownIndices(*clip), ElementsAreArray(clip->frame_indices));
 }
 
-TEST(DecodeClipErrorTest, AviCutInHalf) {
+TEST(DecodeClipTest, AviCutInHalfKeepsTheFramesThatAreThere) {
   REQUIRE_FFMPEG();
   for (const char* codec : {"mpeg4", "mjpeg"}) {
     ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(
                               60, 320, 240, "25",
                               absl::StrCat("-c:v ", codec, " -q:v 3"), "avi"));
     const absl::StatusOr<Clip> clip = DecodeClip(
-        bytes.substr(0, bytes.size() / 2), Uniform(16), Geometry(), Limits());
-    ExpectErrorStartingWith(clip, "stream ended at frame ");
-    EXPECT_THAT(std::string(clip.status().message()),
-                HasSubstr(" of 60 (truncated?)"))
+        bytes.substr(0, bytes.size() / 2), Uniform(8), Whole(320, 240),
+        Limits());
+    ASSERT_TRUE(clip.ok()) << codec << ": " << clip.status();
+    EXPECT_EQ(clip->declared_frames, 60) << codec;
+    EXPECT_GT(clip->source_frames, 15) << codec;
+    EXPECT_LT(clip->source_frames, 45) << codec;
+    EXPECT_THAT(ShownIndices(*clip), ElementsAreArray(clip->frame_indices))
         << codec;
   }
 }

@@ -1,0 +1,112 @@
+// DecodeClip's planned decoding (restarts at keyframes, non-reference frames
+// skipped) returns, bit for bit, the frames a full sequential decode returns
+// at the sampled indices, on the GOP structures that make that hard.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "tests/video/test_videos.h"
+#include "video/decode.h"
+
+namespace clipserve::video {
+namespace {
+
+using ::clipserve::video::testing::EncodeWithFfmpeg;
+using ::clipserve::video::testing::FfmpegAvailable;
+using ::clipserve::video::testing::ReadIndex;
+using ::clipserve::video::testing::Stride;
+using ::clipserve::video::testing::Uniform;
+
+constexpr int kFrames = 300, kWidth = 160, kHeight = 120;
+
+// The whole frame, unscaled: what is compared is what the decoder returned.
+Geometry Whole() {
+  Geometry g;
+  g.resize_short_side = kHeight;
+  g.crop_height = kHeight;
+  g.crop_width = kWidth;
+  return g;
+}
+
+struct GopCase {
+  std::string name;
+  std::string args;
+  std::string extension;
+  std::string filter;  // VFR timestamps
+  bool expect_restarts;
+};
+
+void PrintTo(const GopCase& c, std::ostream* os) { *os << c.name; }
+
+class DecodeExactTest : public ::testing::TestWithParam<GopCase> {};
+
+TEST_P(DecodeExactTest, SampledFramesEqualTheFullDecodeBitForBit) {
+  ASSERT_TRUE(FfmpegAvailable()) << "the ffmpeg CLI makes the test videos";
+  const GopCase& c = GetParam();
+  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
+      kFrames, kWidth, kHeight, "25", c.args, c.extension, c.filter);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const Geometry whole = Whole();
+
+  // Every frame, in order: nothing to skip, no restart.
+  absl::StatusOr<Clip> all = DecodeClip(*bytes, Uniform(kFrames), whole, Limits());
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->source_frames, kFrames);
+  EXPECT_EQ(all->restarts, 0);
+  EXPECT_EQ(all->packets_decoded, kFrames);
+  const size_t frame_bytes = size_t{kWidth} * kHeight * 3;
+  // The reference itself: frame i shows i (MakeFrame draws its index in 8
+  // bits).
+  for (int i = 0; i < kFrames; ++i) {
+    ASSERT_EQ(ReadIndex(reinterpret_cast<const uint8_t*>(all->frames.data()) +
+                            i * frame_bytes,
+                        kWidth, kHeight),
+              i % 256)
+        << c.name << ": frame " << i;
+  }
+
+  for (const Sampling& s : {Uniform(16), Uniform(5), Uniform(1),
+                            Stride(8, 3.0, 7), Stride(4, 0, 60)}) {
+    absl::StatusOr<Clip> clip = DecodeClip(*bytes, s, whole, Limits());
+    ASSERT_TRUE(clip.ok()) << clip.status();
+    for (int64_t t = 0; t < clip->frames_count; ++t) {
+      const int64_t i = clip->frame_indices[t];
+      EXPECT_EQ(std::memcmp(clip->frames.data() + t * frame_bytes,
+                            all->frames.data() + i * frame_bytes, frame_bytes),
+                0)
+          << c.name << ": frame " << i << " of " << s.num_frames << " sampled";
+    }
+    if (c.expect_restarts && s.num_frames <= 5) {
+      // Sparse samples: the decoder jumps, and reads a fraction of the file.
+      EXPECT_GT(clip->restarts, 0) << c.name;
+      EXPECT_LT(clip->packets_decoded, kFrames / 2) << c.name;
+    }
+  }
+}
+
+constexpr const char* kX264 = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p";
+
+INSTANTIATE_TEST_SUITE_P(
+    Gops, DecodeExactTest,
+    ::testing::Values(
+        GopCase{"AllIntra", absl::StrCat(kX264, " -g 1"), "mp4", "", true},
+        GopCase{"Keyint12", absl::StrCat(kX264, " -g 12 -bf 0"), "mp4", "", true},
+        GopCase{"Keyint250BFrames",
+                "-c:v libx264 -preset medium -pix_fmt yuv420p -g 250 -bf 3",
+                "mp4", "", false},
+        GopCase{"OpenGopBFrames",
+                "-c:v libx264 -preset medium -pix_fmt yuv420p "
+                "-x264-params open-gop=1:keyint=24:min-keyint=24:bframes=3",
+                "mkv", "", true},
+        GopCase{"VariableFrameRate", absl::StrCat(kX264, " -g 30"), "mkv",
+                "setpts='(N+floor(N/7)*0.6)/25/TB'", true},
+        GopCase{"Mpeg2TsKeyint15BFrames",
+                "-c:v mpeg2video -q:v 4 -g 15 -bf 2 -f mpegts", "ts", "", true}),
+    [](const ::testing::TestParamInfo<GopCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace clipserve::video

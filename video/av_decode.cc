@@ -1,0 +1,527 @@
+// DecodeClip on FFmpeg's libraries (libavformat, libavcodec, libswscale).
+//
+// The plan of a decode, after the checks decode.h lists:
+//  1. Demux every packet of the video stream once (no decoding): the frame
+//     count is the packets there are, whatever the header says, and each
+//     packet's timestamp and keyframe flag are known.
+//  2. Frame i is the i-th frame in presentation order (packets sorted by
+//     timestamp; in decode order when a stream carries no timestamps).
+//  3. For each sampled frame, in presentation order: if a keyframe lies
+//     between the packet the decoder would read next and the sampled frame's
+//     packet (and shows no later than it), flush the decoder and restart
+//     there; otherwise decode on. Packets that no sampled frame is made from
+//     are decoded with skip_frame = AVDISCARD_NONREF, so frames that nothing
+//     references are never reconstructed.
+//  4. Only sampled frames are converted: one swscale call from the decoder's
+//     format to RGB at the resized size, then the centre crop is copied out.
+// The frames returned are those a full sequential decode returns at those
+// indices (tests/video/decode_exact_test.cc compares them bit for bit).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/log.h>
+#include <libswscale/swscale.h>
+}
+
+#include "absl/numeric/int128.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "video/container.h"
+#include "video/decode.h"
+#include "video/sampling_internal.h"
+
+namespace clipserve::video {
+namespace {
+
+using internal::Frames;
+using internal::Seconds;
+using internal::ValidateGeometry;
+using internal::ValidateSampling;
+
+constexpr absl::string_view kPrefix = "could not decode video: ";
+
+// Frame rates outside (0, kMaxFps] are taken as unknown (raw MPEG-4 streams
+// report 1.2 MHz, for instance).
+constexpr double kMaxFps = 1000;
+
+// The demuxers FFmpeg may use: those of the containers SniffContainer()
+// accepts, and nothing that opens other files (playlists, concat lists).
+constexpr const char* kDemuxers =
+    "mov,mp4,m4a,3gp,3g2,mj2,avi,matroska,webm,mpegts,mpeg,flv,ogg,asf,"
+    "yuv4mpegpipe,h264";
+
+// Bytes FFmpeg reads from memory at a time.
+constexpr int kIoBufferBytes = 64 << 10;
+
+template <typename... Args>
+absl::Status VideoError(const Args&... args) {
+  return absl::InvalidArgumentError(absl::StrCat(kPrefix, args...));
+}
+
+absl::Status Prefixed(const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(kPrefix, status.message()));
+}
+
+// The request's bytes as FFmpeg's input.
+struct MemoryInput {
+  const uint8_t* data;
+  int64_t size;
+  int64_t pos = 0;
+
+  static int Read(void* opaque, uint8_t* buf, int n) {
+    auto* in = static_cast<MemoryInput*>(opaque);
+    const int64_t left = in->size - in->pos;
+    if (left <= 0) return AVERROR_EOF;
+    const int64_t take = std::min<int64_t>(n, left);
+    std::memcpy(buf, in->data + in->pos, static_cast<size_t>(take));
+    in->pos += take;
+    return static_cast<int>(take);
+  }
+
+  static int64_t Seek(void* opaque, int64_t offset, int whence) {
+    auto* in = static_cast<MemoryInput*>(opaque);
+    if ((whence & AVSEEK_SIZE) != 0) return in->size;
+    int64_t to = offset;
+    switch (whence & ~AVSEEK_FORCE) {
+      case SEEK_SET:
+        break;
+      case SEEK_CUR:
+        to = in->pos + offset;
+        break;
+      case SEEK_END:
+        to = in->size + offset;
+        break;
+      default:
+        return AVERROR(EINVAL);
+    }
+    if (to < 0 || to > in->size) return AVERROR(EINVAL);
+    in->pos = to;
+    return to;
+  }
+};
+
+struct IoDeleter {
+  void operator()(AVIOContext* io) const {
+    if (io != nullptr) av_freep(&io->buffer);
+    avio_context_free(&io);
+  }
+};
+struct FormatDeleter {
+  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
+};
+struct CodecDeleter {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+};
+struct PacketDeleter {
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+};
+struct FrameDeleter {
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+};
+struct SwsDeleter {
+  void operator()(SwsContext* s) const { sws_freeContext(s); }
+};
+using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
+
+// FFmpeg logs corrupt input on stderr; only its errors get through.
+void QuietFfmpegOnce() {
+  static const bool once = [] {
+    av_log_set_level(AV_LOG_ERROR);
+    return true;
+  }();
+  (void)once;
+}
+
+std::string AvError(int code) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
+  av_strerror(code, text, sizeof(text));
+  return text;
+}
+
+absl::Status CheckResizedSize(const ResizeCrop& rc, int64_t width,
+                              int64_t height, const Geometry& geometry,
+                              const Limits& limits) {
+  const absl::int128 pixels =
+      absl::int128(rc.resized_width) * rc.resized_height;
+  const absl::int128 limit = absl::int128(limits.max_width) * limits.max_height;
+  if (pixels > limit) {
+    return VideoError("resizing ", width, "x", height, " to a short side of ",
+                      geometry.resize_short_side, " gives ", rc.resized_width,
+                      "x", rc.resized_height, ", over the limit of ",
+                      static_cast<int64_t>(limit),
+                      " pixels (max_width x max_height)");
+  }
+  return absl::OkStatus();
+}
+
+// One demuxed packet of the video stream.
+struct Packet {
+  PacketPtr packet;
+  int64_t pts = AV_NOPTS_VALUE;  // presentation time, stream time base
+  bool key = false;
+};
+
+// Converts decoded frames to the clip's RGB, resized and cropped.
+class Converter {
+ public:
+  Converter(const Geometry& geometry, const Limits& limits)
+      : geometry_(geometry), limits_(limits) {}
+
+  absl::Status Write(const AVFrame& frame, int64_t index, uint8_t* out) {
+    if (frame.width < 1 || frame.height < 1 ||
+        frame.width > limits_.max_width || frame.height > limits_.max_height) {
+      return VideoError("frame ", index, " is ", frame.width, "x",
+                        frame.height, ", outside 1x1..", limits_.max_width,
+                        "x", limits_.max_height);
+    }
+    const ResizeCrop rc =
+        ComputeResizeCrop(frame.width, frame.height, geometry_);
+    if (absl::Status s =
+            CheckResizedSize(rc, frame.width, frame.height, geometry_, limits_);
+        !s.ok()) {
+      return s;
+    }
+    sws_.reset(sws_getCachedContext(
+        sws_.release(), frame.width, frame.height,
+        static_cast<AVPixelFormat>(frame.format),
+        static_cast<int>(rc.resized_width), static_cast<int>(rc.resized_height),
+        AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
+    if (sws_ == nullptr) {
+      return VideoError("frame ", index, " has pixel format ",
+                        av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame.format))
+                            ? av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame.format))
+                            : "unknown",
+                        ", which cannot be converted to RGB");
+    }
+    const int64_t row = rc.resized_width * 3;
+    resized_.resize(static_cast<size_t>(row * rc.resized_height));
+    uint8_t* dst[4] = {resized_.data(), nullptr, nullptr, nullptr};
+    const int dst_stride[4] = {static_cast<int>(row), 0, 0, 0};
+    sws_scale(sws_.get(), frame.data, frame.linesize, 0, frame.height, dst,
+              dst_stride);
+    const int64_t crop_row = geometry_.crop_width * 3;
+    for (int64_t y = 0; y < geometry_.crop_height; ++y) {
+      std::memcpy(out + y * crop_row,
+                  resized_.data() + (rc.crop_y + y) * row + rc.crop_x * 3,
+                  static_cast<size_t>(crop_row));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const Geometry geometry_;
+  const Limits limits_;
+  std::unique_ptr<SwsContext, SwsDeleter> sws_;
+  std::vector<uint8_t> resized_;  // the resized frame, reused
+};
+
+absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
+                                    const Sampling& sampling,
+                                    const Geometry& geometry,
+                                    const Limits& limits,
+                                    const DecodeOptions& options) {
+  if (absl::Status s = ValidateSampling(sampling); !s.ok()) return Prefixed(s);
+  if (absl::Status s = ValidateGeometry(geometry); !s.ok()) {
+    return Prefixed(s);
+  }
+  if (options.threads < 0 || options.threads > 64) {
+    return VideoError("invalid decode threads ", options.threads,
+                      "; must be in [0, 64]");
+  }
+  if (bytes.empty()) return VideoError("the input is empty (0 bytes)");
+  if (bytes.size() > limits.max_bytes) {
+    return VideoError("the input is ", bytes.size(),
+                      " bytes, over the limit of ", limits.max_bytes);
+  }
+  const absl::string_view container = SniffContainer(bytes);
+  if (container.empty()) {
+    return VideoError("not a video in a supported container (",
+                      AcceptedContainers(), ")");
+  }
+  QuietFfmpegOnce();
+
+  // Open, from memory, with the accepted demuxers only.
+  MemoryInput input{reinterpret_cast<const uint8_t*>(bytes.data()),
+                    static_cast<int64_t>(bytes.size())};
+  auto* io_buffer = static_cast<uint8_t*>(av_malloc(kIoBufferBytes));
+  if (io_buffer == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+  std::unique_ptr<AVIOContext, IoDeleter> io(
+      avio_alloc_context(io_buffer, kIoBufferBytes, 0, &input,
+                         &MemoryInput::Read, nullptr, &MemoryInput::Seek));
+  if (io == nullptr) {
+    av_free(io_buffer);
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+  AVFormatContext* raw_format = avformat_alloc_context();
+  if (raw_format == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+  raw_format->pb = io.get();
+  raw_format->flags |= AVFMT_FLAG_CUSTOM_IO;
+  raw_format->format_whitelist = av_strdup(kDemuxers);
+  raw_format->protocol_whitelist = av_strdup("none");
+  // On failure avformat_open_input frees the context.
+  if (avformat_open_input(&raw_format, nullptr, nullptr, nullptr) < 0) {
+    return VideoError("cannot open the ", container,
+                      " data (corrupt or truncated?)");
+  }
+  std::unique_ptr<AVFormatContext, FormatDeleter> format(raw_format);
+  if (avformat_find_stream_info(format.get(), nullptr) < 0) {
+    return VideoError("cannot read the ", container,
+                      " data's streams (corrupt or truncated?)");
+  }
+  const AVCodec* codec = nullptr;
+  const int stream_index = av_find_best_stream(format.get(), AVMEDIA_TYPE_VIDEO,
+                                               -1, -1, &codec, 0);
+  if (stream_index < 0 || codec == nullptr) {
+    if (stream_index == AVERROR_DECODER_NOT_FOUND) {
+      return VideoError("the ", container,
+                        " data's video stream has a codec that cannot be "
+                        "decoded");
+    }
+    return VideoError("cannot open the ", container,
+                      " data: it holds no video stream (corrupt or "
+                      "truncated?)");
+  }
+  AVStream* stream = format->streams[stream_index];
+  const AVCodecParameters* par = stream->codecpar;
+
+  // Resolution first: before anything is decoded.
+  if (par->width < 1 || par->height < 1) {
+    return VideoError("the ", container, " data declares no frame size");
+  }
+  if (par->width > limits.max_width || par->height > limits.max_height) {
+    return VideoError("resolution ", par->width, "x", par->height,
+                      " is over the limit of ", limits.max_width, "x",
+                      limits.max_height);
+  }
+  Clip clip;
+  clip.source_width = par->width;
+  clip.source_height = par->height;
+  if (absl::Status s = CheckResizedSize(
+          ComputeResizeCrop(clip.source_width, clip.source_height, geometry),
+          clip.source_width, clip.source_height, geometry, limits);
+      !s.ok()) {
+    return s;
+  }
+  const AVRational rate = av_guess_frame_rate(format.get(), stream, nullptr);
+  const double fps = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0;
+  clip.source_fps = (std::isfinite(fps) && fps > 0 && fps <= kMaxFps) ? fps : 0;
+  clip.declared_frames = stream->nb_frames > 0 ? stream->nb_frames : 0;
+  if (clip.declared_frames > limits.max_frames) {
+    return VideoError("the video declares ", clip.declared_frames,
+                      " frames, over the limit of ", limits.max_frames);
+  }
+
+  // 1. Every packet of the video stream, demuxed once.
+  std::vector<Packet> packets;
+  bool all_pts = true;
+  for (;;) {
+    PacketPtr p(av_packet_alloc());
+    if (p == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+    }
+    const int r = av_read_frame(format.get(), p.get());
+    if (r < 0) break;  // end of data, or the rest is unreadable
+    if (p->stream_index != stream_index || p->size <= 0) continue;
+    if (static_cast<int64_t>(packets.size()) >= limits.max_frames) {
+      return VideoError("the video has more than ", limits.max_frames,
+                        " frames, the limit");
+    }
+    Packet packet;
+    packet.pts = p->pts;
+    packet.key = (p->flags & AV_PKT_FLAG_KEY) != 0;
+    all_pts = all_pts && p->pts != AV_NOPTS_VALUE;
+    packet.packet = std::move(p);
+    packets.push_back(std::move(packet));
+  }
+  const int64_t total = static_cast<int64_t>(packets.size());
+  if (total == 0) {
+    return VideoError("the ", container, " data holds no video frames");
+  }
+  clip.source_frames = total;
+  if (clip.source_fps > 0) {
+    const double seconds = static_cast<double>(total) / clip.source_fps;
+    if (seconds > limits.max_seconds) {
+      return VideoError(
+          "the video lasts ", absl::StrFormat("%.1f", seconds), " s (",
+          Frames(total), " at ", absl::StrFormat("%g", clip.source_fps),
+          " fps), over the limit of ", Seconds(limits.max_seconds), " s");
+    }
+  }
+
+  // 2. Presentation order: frame i is packet order[i].
+  std::vector<int64_t> order(static_cast<size_t>(total));
+  std::iota(order.begin(), order.end(), 0);
+  if (all_pts) {
+    std::stable_sort(order.begin(), order.end(), [&packets](int64_t a, int64_t b) {
+      return packets[a].pts < packets[b].pts;
+    });
+  }
+  absl::StatusOr<std::vector<int64_t>> indices =
+      SampleFrameIndices(total, clip.source_fps, sampling);
+  if (!indices.ok()) return Prefixed(indices.status());
+
+  const int64_t frame_bytes = geometry.crop_height * geometry.crop_width * 3;
+  const absl::int128 clip_bytes =
+      absl::int128(frame_bytes) * static_cast<int64_t>(indices->size());
+  if (clip_bytes >
+      absl::int128(static_cast<uint64_t>(limits.max_output_bytes))) {
+    return VideoError("the clip would be ", static_cast<int64_t>(clip_bytes),
+                      " bytes (", indices->size(), " frames of ",
+                      geometry.crop_height, "x", geometry.crop_width,
+                      "x3), over the limit of ", limits.max_output_bytes);
+  }
+  clip.frames.resize(static_cast<size_t>(clip_bytes));
+  clip.frames_count = static_cast<int64_t>(indices->size());
+  clip.height = geometry.crop_height;
+  clip.width = geometry.crop_width;
+  uint8_t* out = reinterpret_cast<uint8_t*>(clip.frames.data());
+
+  // The decoder.
+  std::unique_ptr<AVCodecContext, CodecDeleter> decoder(
+      avcodec_alloc_context3(codec));
+  if (decoder == nullptr ||
+      avcodec_parameters_to_context(decoder.get(), par) < 0) {
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+  decoder->thread_count = options.threads;  // 0: FFmpeg's choice
+  decoder->pkt_timebase = stream->time_base;
+  if (int r = avcodec_open2(decoder.get(), codec, nullptr); r < 0) {
+    return VideoError("cannot open the ", codec->name, " decoder: ",
+                      AvError(r));
+  }
+  std::unique_ptr<AVFrame, FrameDeleter> frame(av_frame_alloc());
+  if (frame == nullptr) {
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+  Converter converter(geometry, limits);
+
+  // Which output slot each packet's frame fills (-1: none), and the keyframes.
+  std::vector<int64_t> slot_of(static_cast<size_t>(total), -1);
+  for (size_t k = 0; k < indices->size(); ++k) {
+    slot_of[static_cast<size_t>(order[static_cast<size_t>((*indices)[k])])] =
+        static_cast<int64_t>(k);
+  }
+  // Decoded frames are matched to packets by timestamp when every packet
+  // has one, else by arrival (decode order = presentation order then).
+  std::vector<std::pair<int64_t, int64_t>> pts_to_packet;
+  if (all_pts) {
+    for (int64_t i = 0; i < total; ++i) pts_to_packet.emplace_back(packets[i].pts, i);
+    std::sort(pts_to_packet.begin(), pts_to_packet.end());
+  }
+  const auto packet_of_frame = [&](const AVFrame& f, int64_t arrival) -> int64_t {
+    if (!all_pts) return arrival;
+    const int64_t pts =
+        f.pts != AV_NOPTS_VALUE ? f.pts : f.best_effort_timestamp;
+    auto it = std::lower_bound(pts_to_packet.begin(), pts_to_packet.end(),
+                               std::make_pair(pts, int64_t{0}));
+    return it != pts_to_packet.end() && it->first == pts ? it->second : -1;
+  };
+
+  // 3. Decode: per sampled frame, decode on or restart at a keyframe.
+  std::vector<bool> written(indices->size(), false);
+  int64_t next = 0;       // next packet to send
+  int64_t arrivals = 0;   // frames received since the last restart point
+  int64_t arrival_base = 0;
+  bool draining = false;
+  const auto receive = [&]() -> absl::Status {
+    for (;;) {
+      const int r = avcodec_receive_frame(decoder.get(), frame.get());
+      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return absl::OkStatus();
+      if (r < 0) return absl::OkStatus();  // a bad frame: counted as missing
+      const int64_t p = packet_of_frame(*frame, arrival_base + arrivals);
+      ++arrivals;
+      if (p >= 0 && slot_of[static_cast<size_t>(p)] >= 0) {
+        const int64_t slot = slot_of[static_cast<size_t>(p)];
+        if (!written[static_cast<size_t>(slot)]) {
+          if (absl::Status s = converter.Write(*frame, (*indices)[slot],
+                                               out + slot * frame_bytes);
+              !s.ok()) {
+            av_frame_unref(frame.get());
+            return s;
+          }
+          written[static_cast<size_t>(slot)] = true;
+        }
+      }
+      av_frame_unref(frame.get());
+    }
+  };
+  for (size_t k = 0; k < indices->size(); ++k) {
+    if (written[k]) continue;
+    const int64_t target = order[static_cast<size_t>((*indices)[k])];
+    // Restart at the last keyframe at or before the target (in decode
+    // order) that shows no later than it, when that skips packets. Without
+    // timestamps, frames are matched by arrival: decode on.
+    if (all_pts && !draining) {
+      int64_t key = target;
+      while (key > next &&
+             !(packets[key].key && packets[key].pts <= packets[target].pts)) {
+        --key;
+      }
+      if (key > next) {
+        avcodec_flush_buffers(decoder.get());
+        next = key;
+        ++clip.restarts;
+      }
+    }
+    while (!written[k] && !draining) {
+      if (next < total) {
+        const Packet& p = packets[static_cast<size_t>(next)];
+        decoder->skip_frame =
+            slot_of[static_cast<size_t>(next)] >= 0 || !all_pts
+                ? AVDISCARD_DEFAULT
+                : AVDISCARD_NONREF;
+        ++clip.packets_decoded;
+        int r = avcodec_send_packet(decoder.get(), p.packet.get());
+        if (r == AVERROR(EAGAIN)) {
+          if (absl::Status s = receive(); !s.ok()) return s;
+          r = avcodec_send_packet(decoder.get(), p.packet.get());
+        }
+        ++next;  // a packet that does not decode is skipped
+      } else {
+        decoder->skip_frame = AVDISCARD_DEFAULT;
+        avcodec_send_packet(decoder.get(), nullptr);
+        draining = true;
+      }
+      if (absl::Status s = receive(); !s.ok()) return s;
+    }
+    if (!written[k]) {
+      return VideoError("frame ", (*indices)[k], " of ", total,
+                        " could not be decoded (corrupt?)");
+    }
+  }
+  clip.frame_indices = *std::move(indices);
+  return clip;
+}
+
+}  // namespace
+
+absl::StatusOr<Clip> DecodeClip(absl::string_view bytes,
+                                const Sampling& sampling,
+                                const Geometry& geometry,
+                                const Limits& limits,
+                                const DecodeOptions& options) {
+  try {
+    return DecodeClipImpl(bytes, sampling, geometry, limits, options);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
+  }
+}
+
+}  // namespace clipserve::video
