@@ -13,3 +13,18 @@ if(CLIPSERVE_VIDEO AND benchmark_FOUND)
 elseif(NOT benchmark_FOUND)
   message(STATUS "Google Benchmark not found: no clipserve-decode-bench")
 endif()
+
+# clipserve-decode-compare: DecodeClip against the OpenCV decoder it replaced
+# (bench/baseline), on one file (bench/decode_compare.sh runs the table of
+# docs/benchmarks.md).
+if(CLIPSERVE_VIDEO)
+  add_executable(clipserve-decode-compare
+    ${CMAKE_CURRENT_LIST_DIR}/decode_compare.cc
+    ${CMAKE_CURRENT_LIST_DIR}/baseline/opencv_decode.cc
+    ${CMAKE_CURRENT_LIST_DIR}/baseline/mem_file.cc)
+  target_include_directories(clipserve-decode-compare SYSTEM PRIVATE ${OpenCV_INCLUDE_DIRS})
+  target_link_libraries(clipserve-decode-compare PRIVATE
+    clipserve_video clipserve_client absl::int128 absl::str_format
+    opencv_core opencv_imgproc opencv_videoio)
+  clipserve_target_defaults(clipserve-decode-compare)
+endif()

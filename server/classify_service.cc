@@ -99,6 +99,14 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
       Fail(clip.status());
       return;
     }
+    v1::SourceVideo* source = response_->mutable_video();
+    source->set_width(static_cast<int32_t>(clip->source_width));
+    source->set_height(static_cast<int32_t>(clip->source_height));
+    source->set_fps(clip->source_fps);
+    source->set_frames(clip->source_frames);
+    source->set_declared_frames(clip->declared_frames);
+    source->mutable_frame_indices()->Add(clip->frame_indices.begin(),
+                                         clip->frame_indices.end());
     frames_ = std::move(clip->frames);
     runtime::ClipView view;
     view.dtype = runtime::ClipDType::kUInt8;

@@ -14,48 +14,43 @@
 //     MPEG-TS, MPEG-PS, FLV, Ogg, ASF/WMV, YUV4MPEG2 or a raw H.264 (Annex B)
 //     stream. Anything else (playlists above all: FFmpeg's HLS demuxer would
 //     open files named in an "#EXTM3U" body) is refused before FFmpeg sees it.
-//  2. OpenCV's FFmpeg backend opens the bytes through an anonymous in-memory
-//     file (memfd_create, read back as /proc/self/fd/N; nothing is written to
-//     disk, and the descriptor is closed on every path).
+//  2. FFmpeg's libraries open the bytes from memory, with only the demuxers
+//     of those containers allowed (and no protocol: nothing else is opened).
 //  3. The declared resolution must be within Limits, before any frame is
-//     decoded. Then the frame count: MP4/MOV and AVI declare it exactly (a
-//     sample table, a header); elsewhere OpenCV's count is duration x fps, a
-//     guess that is far off for variable frame rates, so the frames are
-//     counted by demuxing alone (no decoding; at most max_frames + 1
-//     packets). The count, and the duration (count / fps) when the frame
-//     rate is known, must be within Limits.
-//  4. SampleFrameIndices() picks the frames. The stream is decoded up to the
-//     last of them: skipped frames are only grab()bed, sampled ones are
-//     retrieve()d (converted to BGR by FFmpeg's swscale).
-//  5. Each sampled frame is resized (bilinear, cv::INTER_LINEAR, on the whole
-//     frame) as ComputeResizeCrop() says, centre-cropped, and converted from
-//     BGR to RGB straight into the output buffer.
+//     decoded, and so must the frame count the header declares, if any.
+//     Then every packet of the video stream is demuxed once (no decoding):
+//     the frames the file holds are counted from them (at most max_frames),
+//     whatever the header declared, and the count, and the duration (count /
+//     fps) when the frame rate is known, must be within Limits.
+//  4. SampleFrameIndices() picks the frames (frame i: the i-th in
+//     presentation order). The decoder restarts at a keyframe when one lies
+//     between where it is and the next sampled frame, and skips frames that
+//     nothing references (AVDISCARD_NONREF) between samples; the frames
+//     returned are exactly those a full sequential decode gives
+//     (av_decode.cc; tests/video/decode_exact_test.cc).
+//  5. Each sampled frame goes through one swscale call (bilinear) from the
+//     decoder's format to RGB at the size ComputeResizeCrop() says, and the
+//     centre crop is copied into the output.
 //
-// A stream that ends before the declared count is an error ("stream ended at
-// frame N of M (truncated?)"; "(corrupt?)" when the frames were counted but
-// one does not decode). A Matroska or MPEG-TS file cut short is not: its
-// frames are counted, and the clip is sampled from those that are there.
+// A file that ends before the frames its header declares (an MP4 or AVI cut
+// short) is sampled from the frames that are there; Clip::declared_frames
+// says what it claimed. A stream that yields no frame is an error, and so is
+// a sampled frame that does not decode ("frame N of M could not be decoded
+// (corrupt?)").
 //
 // Errors. Every failure of DecodeClip() is INVALID_ARGUMENT with a message
 // that starts "could not decode video: " and says what was wrong (bad
-// options included), except two that are not the caller's fault: INTERNAL
-// when no in-memory file can be made (memfd_create fails, or /proc is not
-// mounted) or OpenCV throws, RESOURCE_EXHAUSTED when memory runs out. Every
-// loop is bounded (by max_frames, and by FFmpeg's per-read 10 s timeout),
-// so no input makes it hang; the tests feed it random, truncated and
-// bit-flipped files of several containers.
+// options included), except RESOURCE_EXHAUSTED when memory runs out. Every
+// loop is bounded (by the bytes and max_frames), so no input makes it hang;
+// the tests feed it random, truncated and bit-flipped files of several
+// containers.
 //
-// Threads. DecodeClip() is thread-safe; calls share nothing. Its first call
-// sets cv::setNumThreads(1) for the process, so that cv::resize and
-// cv::cvtColor run on the calling thread (the server decodes on a pool of its
-// own). FFmpeg's decoder threads: OpenCV >= 4.7 is asked for one per capture
-// (CAP_PROP_N_THREADS); OpenCV 4.6 offers no way to set them and FFmpeg uses
-// one per online CPU for codecs with frame or slice threading (H.264, VP9,
-// MPEG-4; not MJPEG or raw video).
+// Threads. DecodeClip() is thread-safe; calls share nothing. The decoder
+// uses DecodeOptions::threads threads (default 1: the server decodes many
+// clips at once on its own pool).
 //
-// Logging. FFmpeg reports corrupt input on stderr (OpenCV sets its level to
-// ERROR at every open); OPENCV_FFMPEG_LOGLEVEL=-8 in the environment
-// silences it.
+// Logging. FFmpeg's own messages are limited to errors (av_log_set_level,
+// process-wide, at the first call).
 #ifndef CLIPSERVE_VIDEO_DECODE_H_
 #define CLIPSERVE_VIDEO_DECODE_H_
 

@@ -138,6 +138,32 @@ TEST_F(VideoTest, SeveralContainersAndCodecs) {
   }
 }
 
+// An AVI whose header promises more frames than it holds (cut short, like
+// OpenCV's sample tree.avi: 444 declared, 68 there) is classified from the
+// frames that are there, and the response says so.
+TEST_F(VideoTest, FileEndingBeforeItsDeclaredFramesIsClassifiedAndSaysSo) {
+  const std::string whole =
+      MakeVideo(dir_->path(), "short.avi", "320x240", 4, 25, "-c:v mpeg4 -q:v 3");
+  const std::string cut = whole.substr(0, whole.size() / 2);
+  CallResult r = Classify(*server_, "tiny", cut);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_EQ(r.response.classes_size(), 3);
+  const v1::SourceVideo& v = r.response.video();
+  EXPECT_EQ(v.declared_frames(), 100);
+  EXPECT_GT(v.frames(), 20);
+  EXPECT_LT(v.frames(), 80);
+  EXPECT_EQ(v.width(), 320);
+  EXPECT_EQ(v.height(), 240);
+  EXPECT_NEAR(v.fps(), 25, 0.01);
+  ASSERT_EQ(v.frame_indices_size(), kT);
+  EXPECT_LT(v.frame_indices(kT - 1), v.frames());
+  // A whole file declares what it has.
+  CallResult full = Classify(*server_, "tiny", whole);
+  ASSERT_TRUE(full.status.ok()) << full.status.error_message();
+  EXPECT_EQ(full.response.video().frames(), 100);
+  EXPECT_EQ(full.response.video().declared_frames(), 100);
+}
+
 TEST_F(VideoTest, StrideSamplingAndItsLimits) {
   v1::VideoSampling s;
   s.set_mode(v1::VideoSampling::STRIDE);

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# DecodeClip (FFmpeg's libraries) against the OpenCV decoder it replaced, on
+# the videos of issue 13's targets, pinned to one core, min of 3 runs each:
+#
+#   bash bench/decode_compare.sh [OUT_DIR]
+#
+# The videos are made with the ffmpeg CLI from its testsrc2 source (moving,
+# textured) and kept in OUT_DIR/videos for later runs. Needs a build
+# (scripts/build.sh). Prints a markdown table; JSON lines in OUT_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-$(mktemp -d)}
+mkdir -p "$out/videos"
+bin=${BUILD_DIR:-build}/bench/clipserve-decode-compare
+
+make_video() {  # name seconds size args...
+  local name=$1 seconds=$2 size=$3; shift 3
+  local f="$out/videos/$name.mp4"
+  [ -s "$f" ] || ffmpeg -hide_banner -loglevel error -nostdin -y \
+    -f lavfi -i "testsrc2=size=$size:rate=30" -t "$seconds" \
+    -c:v libx264 -pix_fmt yuv420p "$@" "$f"
+  echo "$f"
+}
+videos=(
+  "10 s 1080p30, x264 defaults (keyint 250, B-frames)|$(make_video k250 10 1920x1080)"
+  "10 s 1080p30, keyint 60|$(make_video k60 10 1920x1080 -g 60)"
+  "5 min 1080p30, keyint 60 (preset veryfast)|$(make_video long 300 1920x1080 -g 60 -preset veryfast)"
+  "4 s 360p30, x264 defaults|$(make_video short 4 640x360)"
+)
+: > "$out/decode_compare.jsonl"
+echo "| video | DecodeClip (ms) | OpenCV baseline (ms) | speedup | packets decoded / frames | restarts |"
+echo "|---|---|---|---|---|---|"
+for entry in "${videos[@]}"; do
+  label=${entry%%|*}; file=${entry#*|}
+  line=$(taskset -c 0 "$bin" --video "$file" --frames 16 --runs 3)
+  echo "$line" >> "$out/decode_compare.jsonl"
+  python3 - "$label" "$line" <<'PY'
+import json, sys
+label, d = sys.argv[1], json.loads(sys.argv[2])
+print(f"| {label} | {d['ms']:.0f} | {d['baseline_ms']:.0f} | {d['speedup']:.2f}x | "
+      f"{d['packets_decoded']} / {d['source_frames']} | {d['restarts']} |")
+PY
+done
