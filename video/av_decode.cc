@@ -31,7 +31,6 @@ extern "C" {
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/log.h>
-#include <libswscale/swscale.h>
 }
 
 #include "absl/numeric/int128.h"
@@ -40,17 +39,19 @@ extern "C" {
 #include "absl/strings/str_format.h"
 #include "video/container.h"
 #include "video/decode.h"
+#include "video/av_convert.h"
 #include "video/sampling_internal.h"
 
 namespace clipserve::video {
 namespace {
 
-using internal::Frames;
-using internal::Seconds;
 using internal::ValidateGeometry;
 using internal::ValidateSampling;
+using internal::CheckResizedSize;
+using internal::FrameConverter;
+using internal::kPrefix;
+using internal::VideoError;
 
-constexpr absl::string_view kPrefix = "could not decode video: ";
 
 // Frame rates outside (0, kMaxFps] are taken as unknown (raw MPEG-4 streams
 // report 1.2 MHz, for instance).
@@ -65,10 +66,6 @@ constexpr const char* kDemuxers =
 // Bytes FFmpeg reads from memory at a time.
 constexpr int kIoBufferBytes = 64 << 10;
 
-template <typename... Args>
-absl::Status VideoError(const Args&... args) {
-  return absl::InvalidArgumentError(absl::StrCat(kPrefix, args...));
-}
 
 absl::Status Prefixed(const absl::Status& status) {
   if (status.ok()) return status;
@@ -131,9 +128,6 @@ struct PacketDeleter {
 struct FrameDeleter {
   void operator()(AVFrame* f) const { av_frame_free(&f); }
 };
-struct SwsDeleter {
-  void operator()(SwsContext* s) const { sws_freeContext(s); }
-};
 using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
 
 // FFmpeg logs corrupt input on stderr; only its errors get through.
@@ -151,22 +145,6 @@ std::string AvError(int code) {
   return text;
 }
 
-absl::Status CheckResizedSize(const ResizeCrop& rc, int64_t width,
-                              int64_t height, const Geometry& geometry,
-                              const Limits& limits) {
-  const absl::int128 pixels =
-      absl::int128(rc.resized_width) * rc.resized_height;
-  const absl::int128 limit = absl::int128(limits.max_width) * limits.max_height;
-  if (pixels > limit) {
-    return VideoError("resizing ", width, "x", height, " to a short side of ",
-                      geometry.resize_short_side, " gives ", rc.resized_width,
-                      "x", rc.resized_height, ", over the limit of ",
-                      static_cast<int64_t>(limit),
-                      " pixels (max_width x max_height)");
-  }
-  return absl::OkStatus();
-}
-
 // One demuxed packet of the video stream.
 struct Packet {
   PacketPtr packet;
@@ -174,82 +152,18 @@ struct Packet {
   bool key = false;
 };
 
-// Converts decoded frames to the clip's RGB, resized and cropped.
-class Converter {
- public:
-  Converter(const Geometry& geometry, const Limits& limits)
-      : geometry_(geometry), limits_(limits) {}
-
-  absl::Status Write(const AVFrame& frame, int64_t index, uint8_t* out) {
-    if (frame.width < 1 || frame.height < 1 ||
-        frame.width > limits_.max_width || frame.height > limits_.max_height) {
-      return VideoError("frame ", index, " is ", frame.width, "x",
-                        frame.height, ", outside 1x1..", limits_.max_width,
-                        "x", limits_.max_height);
-    }
-    const ResizeCrop rc =
-        ComputeResizeCrop(frame.width, frame.height, geometry_);
-    if (absl::Status s =
-            CheckResizedSize(rc, frame.width, frame.height, geometry_, limits_);
-        !s.ok()) {
-      return s;
-    }
-    sws_.reset(sws_getCachedContext(
-        sws_.release(), frame.width, frame.height,
-        static_cast<AVPixelFormat>(frame.format),
-        static_cast<int>(rc.resized_width), static_cast<int>(rc.resized_height),
-        AV_PIX_FMT_RGB24, SWS_BILINEAR, nullptr, nullptr, nullptr));
-    if (sws_ == nullptr) {
-      return VideoError("frame ", index, " has pixel format ",
-                        av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame.format))
-                            ? av_get_pix_fmt_name(static_cast<AVPixelFormat>(frame.format))
-                            : "unknown",
-                        ", which cannot be converted to RGB");
-    }
-    const int64_t row = rc.resized_width * 3;
-    resized_.resize(static_cast<size_t>(row * rc.resized_height));
-    uint8_t* dst[4] = {resized_.data(), nullptr, nullptr, nullptr};
-    const int dst_stride[4] = {static_cast<int>(row), 0, 0, 0};
-    sws_scale(sws_.get(), frame.data, frame.linesize, 0, frame.height, dst,
-              dst_stride);
-    const int64_t crop_row = geometry_.crop_width * 3;
-    for (int64_t y = 0; y < geometry_.crop_height; ++y) {
-      std::memcpy(out + y * crop_row,
-                  resized_.data() + (rc.crop_y + y) * row + rc.crop_x * 3,
-                  static_cast<size_t>(crop_row));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const Geometry geometry_;
-  const Limits limits_;
-  std::unique_ptr<SwsContext, SwsDeleter> sws_;
-  std::vector<uint8_t> resized_;  // the resized frame, reused
-};
-
 absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
                                     const Sampling& sampling,
                                     const Geometry& geometry,
                                     const Limits& limits,
                                     const DecodeOptions& options) {
-  if (absl::Status s = ValidateSampling(sampling); !s.ok()) return Prefixed(s);
-  if (absl::Status s = ValidateGeometry(geometry); !s.ok()) {
-    return Prefixed(s);
-  }
+  absl::StatusOr<absl::string_view> checked =
+      internal::CheckInput(bytes, sampling, geometry, limits);
+  if (!checked.ok()) return checked.status();
+  const absl::string_view container = *checked;
   if (options.threads < 0 || options.threads > 64) {
     return VideoError("invalid decode threads ", options.threads,
                       "; must be in [0, 64]");
-  }
-  if (bytes.empty()) return VideoError("the input is empty (0 bytes)");
-  if (bytes.size() > limits.max_bytes) {
-    return VideoError("the input is ", bytes.size(),
-                      " bytes, over the limit of ", limits.max_bytes);
-  }
-  const absl::string_view container = SniffContainer(bytes);
-  if (container.empty()) {
-    return VideoError("not a video in a supported container (",
-                      AcceptedContainers(), ")");
   }
   QuietFfmpegOnce();
 
@@ -355,14 +269,9 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
     return VideoError("the ", container, " data holds no video frames");
   }
   clip.source_frames = total;
-  if (clip.source_fps > 0) {
-    const double seconds = static_cast<double>(total) / clip.source_fps;
-    if (seconds > limits.max_seconds) {
-      return VideoError(
-          "the video lasts ", absl::StrFormat("%.1f", seconds), " s (",
-          Frames(total), " at ", absl::StrFormat("%g", clip.source_fps),
-          " fps), over the limit of ", Seconds(limits.max_seconds), " s");
-    }
+  if (absl::Status s = internal::CheckDuration(total, clip.source_fps, limits);
+      !s.ok()) {
+    return s;
   }
 
   // 2. Presentation order: frame i is packet order[i].
@@ -377,20 +286,13 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
       SampleFrameIndices(total, clip.source_fps, sampling);
   if (!indices.ok()) return Prefixed(indices.status());
 
-  const int64_t frame_bytes = geometry.crop_height * geometry.crop_width * 3;
-  const absl::int128 clip_bytes =
-      absl::int128(frame_bytes) * static_cast<int64_t>(indices->size());
-  if (clip_bytes >
-      absl::int128(static_cast<uint64_t>(limits.max_output_bytes))) {
-    return VideoError("the clip would be ", static_cast<int64_t>(clip_bytes),
-                      " bytes (", indices->size(), " frames of ",
-                      geometry.crop_height, "x", geometry.crop_width,
-                      "x3), over the limit of ", limits.max_output_bytes);
+  int64_t frame_bytes = 0;
+  if (absl::Status s =
+          internal::SizeClip(static_cast<int64_t>(indices->size()), geometry,
+                             limits, &clip, &frame_bytes);
+      !s.ok()) {
+    return s;
   }
-  clip.frames.resize(static_cast<size_t>(clip_bytes));
-  clip.frames_count = static_cast<int64_t>(indices->size());
-  clip.height = geometry.crop_height;
-  clip.width = geometry.crop_width;
   uint8_t* out = reinterpret_cast<uint8_t*>(clip.frames.data());
 
   // The decoder.
@@ -410,7 +312,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   if (frame == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
   }
-  Converter converter(geometry, limits);
+  FrameConverter converter(geometry, limits);
 
   // Which output slot each packet's frame fills (-1: none), and the keyframes.
   std::vector<int64_t> slot_of(static_cast<size_t>(total), -1);

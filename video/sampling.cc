@@ -87,6 +87,36 @@ absl::Status ValidateGeometry(const Geometry& g) {
   return absl::OkStatus();
 }
 
+absl::Status CheckDuration(int64_t frames, double fps, const Limits& limits) {
+  if (fps <= 0) return absl::OkStatus();
+  const double seconds = static_cast<double>(frames) / fps;
+  if (seconds <= limits.max_seconds) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "could not decode video: the video lasts ",
+      absl::StrFormat("%.1f", seconds), " s (", Frames(frames), " at ",
+      absl::StrFormat("%g", fps), " fps), over the limit of ",
+      Seconds(limits.max_seconds), " s"));
+}
+
+absl::Status SizeClip(int64_t frames, const Geometry& geometry,
+                      const Limits& limits, Clip* clip, int64_t* frame_bytes) {
+  *frame_bytes = geometry.crop_height * geometry.crop_width * 3;
+  const absl::int128 clip_bytes = absl::int128(*frame_bytes) * frames;
+  if (clip_bytes >
+      absl::int128(static_cast<uint64_t>(limits.max_output_bytes))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "could not decode video: the clip would be ",
+        static_cast<int64_t>(clip_bytes), " bytes (", frames, " frames of ",
+        geometry.crop_height, "x", geometry.crop_width,
+        "x3), over the limit of ", limits.max_output_bytes));
+  }
+  clip->frames.resize(static_cast<size_t>(clip_bytes));
+  clip->frames_count = frames;
+  clip->height = geometry.crop_height;
+  clip->width = geometry.crop_width;
+  return absl::OkStatus();
+}
+
 }  // namespace internal
 
 using internal::Frames;

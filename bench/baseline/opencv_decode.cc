@@ -23,6 +23,7 @@
 #include "absl/strings/str_format.h"
 #include "video/container.h"
 #include "bench/baseline/mem_file.h"
+#include "video/av_convert.h"
 #include "video/sampling_internal.h"
 
 namespace clipserve::bench_baseline {
@@ -41,8 +42,7 @@ constexpr int kReadTimeoutMs = 10000;
 // report 1.2 MHz, for instance).
 constexpr double kMaxFps = 1000;
 
-using internal::Frames;
-using internal::Seconds;
+using internal::CheckResizedSize;
 using internal::ValidateGeometry;
 using internal::ValidateSampling;
 
@@ -97,21 +97,6 @@ int64_t CountFramesByDemuxing(const std::string& path, int64_t max_frames) {
   return n;
 }
 
-absl::Status CheckResizedSize(const ResizeCrop& rc, int64_t width,
-                              int64_t height, const Geometry& geometry,
-                              const Limits& limits) {
-  const absl::int128 pixels =
-      absl::int128(rc.resized_width) * rc.resized_height;
-  const absl::int128 limit = absl::int128(limits.max_width) * limits.max_height;
-  if (pixels > limit) {
-    return VideoError("resizing ", width, "x", height, " to a short side of ",
-                      geometry.resize_short_side, " gives ", rc.resized_width,
-                      "x", rc.resized_height, ", over the limit of ",
-                      static_cast<int64_t>(limit),
-                      " pixels (max_width x max_height)");
-  }
-  return absl::OkStatus();
-}
 
 // Resizes, crops and converts `frame` into the crop_height x crop_width x 3
 // RGB bytes at `out`. `resized` is scratch space, reused between frames.
@@ -170,20 +155,10 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
                                     const Sampling& sampling,
                                     const Geometry& geometry,
                                     const Limits& limits) {
-  if (absl::Status s = ValidateSampling(sampling); !s.ok()) return Prefixed(s);
-  if (absl::Status s = ValidateGeometry(geometry); !s.ok()) {
-    return Prefixed(s);
-  }
-  if (bytes.empty()) return VideoError("the input is empty (0 bytes)");
-  if (bytes.size() > limits.max_bytes) {
-    return VideoError("the input is ", bytes.size(),
-                      " bytes, over the limit of ", limits.max_bytes);
-  }
-  const absl::string_view container = SniffContainer(bytes);
-  if (container.empty()) {
-    return VideoError("not a video in a supported container (",
-                      AcceptedContainers(), ")");
-  }
+  absl::StatusOr<absl::string_view> checked =
+      internal::CheckInput(bytes, sampling, geometry, limits);
+  if (!checked.ok()) return checked.status();
+  const absl::string_view container = *checked;
 
   SingleThreadedOpenCvOnce();
   absl::StatusOr<MemFile> file = MemFile::Create("clipserve-video", bytes);
@@ -259,34 +234,22 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
     }
   }
   clip.source_frames = total;
-  if (clip.source_fps > 0) {
-    const double seconds = static_cast<double>(total) / clip.source_fps;
-    if (seconds > limits.max_seconds) {
-      return VideoError(
-          "the video lasts ", absl::StrFormat("%.1f", seconds), " s (",
-          Frames(total), " at ", absl::StrFormat("%g", clip.source_fps),
-          " fps), over the limit of ", Seconds(limits.max_seconds), " s");
-    }
+  if (absl::Status s = internal::CheckDuration(total, clip.source_fps, limits);
+      !s.ok()) {
+    return s;
   }
 
   absl::StatusOr<std::vector<int64_t>> indices =
       SampleFrameIndices(total, clip.source_fps, sampling);
   if (!indices.ok()) return Prefixed(indices.status());
 
-  const int64_t frame_bytes = geometry.crop_height * geometry.crop_width * 3;
-  const absl::int128 clip_bytes =
-      absl::int128(frame_bytes) * static_cast<int64_t>(indices->size());
-  if (clip_bytes >
-      absl::int128(static_cast<uint64_t>(limits.max_output_bytes))) {
-    return VideoError("the clip would be ", static_cast<int64_t>(clip_bytes),
-                      " bytes (", indices->size(), " frames of ",
-                      geometry.crop_height, "x", geometry.crop_width,
-                      "x3), over the limit of ", limits.max_output_bytes);
+  int64_t frame_bytes = 0;
+  if (absl::Status s =
+          internal::SizeClip(static_cast<int64_t>(indices->size()), geometry,
+                             limits, &clip, &frame_bytes);
+      !s.ok()) {
+    return s;
   }
-  clip.frames.resize(static_cast<size_t>(clip_bytes));
-  clip.frames_count = static_cast<int64_t>(indices->size());
-  clip.height = geometry.crop_height;
-  clip.width = geometry.crop_width;
 
   // Decode up to the last sampled frame; convert only the sampled ones.
   uint8_t* out = reinterpret_cast<uint8_t*>(clip.frames.data());
