@@ -1,12 +1,14 @@
 #include "server/classify_service.h"
 
 #include <chrono>
+#include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/call_accounting.h"
 #include "server/clip_validation.h"
 #include "server/grpc_status.h"
+#include "server/log.h"
 #include "server/postprocess.h"
 #include "video/decode.h"
 
@@ -80,7 +82,8 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   // thread. Completes the call on any error.
   void DecodeAndEnqueue(const video::Sampling& sampling,
                         const video::Geometry& geometry,
-                        const video::Limits& limits) {
+                        const video::Limits& limits,
+                        const video::DecodeOptions& options, Metrics* metrics) {
     if (IsCancelled()) {
       Fail(absl::CancelledError("request cancelled before its video was decoded"));
       return;
@@ -92,12 +95,23 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     }
     const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<video::Clip> clip =
-        video::DecodeClip(request_->video().data(), sampling, geometry, limits);
+        video::DecodeClip(request_->video().data(), sampling, geometry, limits,
+                          options);
     decode_us_ = MicrosSince(start);
     accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
     if (!clip.ok()) {
       Fail(clip.status());
       return;
+    }
+    if (!clip->decode_fallback.empty()) {
+      metrics->decode_gpu_fallbacks().Increment();
+      static std::once_flag logged;
+      std::call_once(logged, [&clip] {
+        LogWarning(absl::StrCat("--decode-device cuda: decoding on the CPU (",
+                                clip->decode_fallback,
+                                "); clipserve_decode_gpu_fallbacks_total "
+                                "counts each video"));
+      });
     }
     v1::SourceVideo* source = response_->mutable_video();
     source->set_width(static_cast<int32_t>(clip->source_width));
@@ -216,7 +230,8 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
                                  (*model)->name(), &sampling, &geometry);
       if (s.ok()) {
         s = decoders_->Submit([call, sampling, geometry, this] {
-          call->DecodeAndEnqueue(sampling, geometry, video_limits_);
+          call->DecodeAndEnqueue(sampling, geometry, video_limits_,
+                                 decode_options_, metrics_);
         });
       }
       if (!s.ok()) call->FinishNow(s);

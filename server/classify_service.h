@@ -15,10 +15,12 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   // `models`, `decoders` and `metrics` must outlive the service. Encoded
   // videos are decoded on `decoders` within `video_limits`.
   ClassifyService(const ModelRepository* models, DecodePool* decoders,
-                  const video::Limits& video_limits, Metrics* metrics)
+                  const video::Limits& video_limits,
+                  const video::DecodeOptions& decode_options, Metrics* metrics)
       : models_(models),
         decoders_(decoders),
         video_limits_(video_limits),
+        decode_options_(decode_options),
         metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
@@ -34,6 +36,7 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   const ModelRepository* const models_;
   DecodePool* const decoders_;
   const video::Limits video_limits_;
+  const video::DecodeOptions decode_options_;
   Metrics* const metrics_;
 };
 

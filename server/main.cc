@@ -56,6 +56,10 @@ Flags:
   --nvml-library PATH     NVML to dlopen (default libnvidia-ml.so.1).
   --max-request-bytes N   Largest request accepted (default: derived from the
                           largest model input).
+  --decode-device D       cpu (default) or cuda: decode videos with NVDEC
+                          through FFmpeg's cuda hwaccel where a GPU and the
+                          driver's libnvcuvid are there, else on the CPU (one
+                          warning, and clipserve_decode_gpu_fallbacks_total).
   --decode-threads N      Threads decoding encoded videos (default: one per
                           core).
   --decode-queue-size N   Videos that may wait for a decoder before requests
@@ -95,6 +99,7 @@ struct Flags {
   int decode_threads = 0;
   size_t decode_queue_size = 64;
   clipserve::video::Limits video_limits;
+  clipserve::video::DecodeOptions decode_options;
 };
 
 // "::1" -> "[::1]", for host:port strings.
@@ -188,6 +193,11 @@ Flags ParseFlags(int argc, char** argv) {
           ParseNumber<size_t>(arg, value, 1024, size_t{2} << 30);
     } else if (arg == "--decode-threads") {
       f.decode_threads = ParseNumber<int>(arg, value, 1, 1024);
+    } else if (arg == "--decode-device") {
+      if (value != "cpu" && value != "cuda") {
+        UsageError("--decode-device must be cpu or cuda");
+      }
+      f.decode_options.device = value;
     } else if (arg == "--decode-queue-size") {
       f.decode_queue_size = ParseNumber<size_t>(arg, value, 1, 1 << 20);
     } else if (arg == "--video-max-bytes") {
@@ -252,6 +262,7 @@ int main(int argc, char** argv) {
       absl::StrCat(BracketIfIpv6(flags.grpc_address), ":", flags.grpc_port);
   options.max_request_bytes = flags.max_request_bytes;
   options.video_limits = flags.video_limits;
+  options.decode_options = flags.decode_options;
   if (flags.use_ssl) {
     options.tls_cert_file = flags.server_cert;
     options.tls_key_file = flags.server_key;

@@ -214,6 +214,13 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                           .Register(*registry_)),
       scrape_time_(std::make_shared<ScrapeTimeCollector>()) {
   unknown_ = AddModel("unknown", "", 0);
+  decode_gpu_fallbacks_ =
+      &prometheus::BuildCounter()
+           .Name("clipserve_decode_gpu_fallbacks_total")
+           .Help("Videos asked to decode on the GPU (--decode-device cuda) "
+                 "that decoded on the CPU.")
+           .Register(*registry_)
+           .Add({});
 }
 
 std::vector<std::shared_ptr<prometheus::Collectable>> Metrics::collectables()

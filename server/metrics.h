@@ -88,6 +88,10 @@ class Metrics {
   explicit Metrics(std::vector<double> duration_buckets = DefaultDurationBuckets());
   ~Metrics();
 
+  // Videos asked to decode on the GPU (--decode-device cuda) that decoded
+  // on the CPU instead.
+  prometheus::Counter& decode_gpu_fallbacks() { return *decode_gpu_fallbacks_; }
+
   // For other families of the process (e.g. GpuMetrics).
   prometheus::Registry& registry() { return *registry_; }
 
@@ -125,6 +129,7 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& ready_;
   prometheus::Family<prometheus::Gauge>& load_seconds_;
   prometheus::Family<prometheus::Gauge>& queue_capacity_;
+  prometheus::Counter* decode_gpu_fallbacks_ = nullptr;
   std::shared_ptr<ScrapeTimeCollector> scrape_time_;
   std::mutex models_mu_;
   std::vector<std::unique_ptr<ModelMetrics>> models_;

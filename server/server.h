@@ -29,6 +29,8 @@ struct ServerOptions {
   // Encoded video: limits, and the threads that decode (0: one per core) with
   // the number of videos that may wait for one.
   video::Limits video_limits;
+  // How each video is decoded: device "cuda" uses NVDEC where it can.
+  video::DecodeOptions decode_options;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
   // TLS for the gRPC port: PEM files. Empty cert: plaintext. With

@@ -29,6 +29,7 @@
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
+#include <libavutil/hwcontext.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/log.h>
 }
@@ -152,6 +153,47 @@ struct Packet {
   bool key = false;
 };
 
+// FFmpeg's CUDA device for NVDEC, opened once per process (or the reason it
+// cannot be).
+struct CudaDevice {
+  AVBufferRef* ref = nullptr;
+  std::string error;
+};
+
+const CudaDevice& SharedCudaDevice() {
+  static const CudaDevice* device = [] {
+    auto* d = new CudaDevice();
+    const int r = av_hwdevice_ctx_create(&d->ref, AV_HWDEVICE_TYPE_CUDA,
+                                         nullptr, nullptr, 0);
+    if (r < 0) {
+      d->ref = nullptr;
+      d->error = absl::StrCat("FFmpeg's cuda hwaccel cannot open a device (",
+                              AvError(r), ")");
+    }
+    return d;
+  }();
+  return *device;
+}
+
+bool HasNvdec(const AVCodec* codec) {
+  for (int i = 0;; ++i) {
+    const AVCodecHWConfig* config = avcodec_get_hw_config(codec, i);
+    if (config == nullptr) return false;
+    if (config->device_type == AV_HWDEVICE_TYPE_CUDA &&
+        (config->methods & AV_CODEC_HW_CONFIG_METHOD_HW_DEVICE_CTX) != 0) {
+      return true;
+    }
+  }
+}
+
+AVPixelFormat PickCudaFormat(AVCodecContext* /*decoder*/,
+                             const AVPixelFormat* formats) {
+  for (const AVPixelFormat* f = formats; *f != AV_PIX_FMT_NONE; ++f) {
+    if (*f == AV_PIX_FMT_CUDA) return *f;
+  }
+  return formats[0];  // no surface for this stream: software frames
+}
+
 absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
                                     const Sampling& sampling,
                                     const Geometry& geometry,
@@ -164,6 +206,10 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   if (options.threads < 0 || options.threads > 64) {
     return VideoError("invalid decode threads ", options.threads,
                       "; must be in [0, 64]");
+  }
+  if (options.device != "cpu" && options.device != "cuda") {
+    return VideoError("invalid decode device \"", options.device,
+                      "\"; must be cpu or cuda");
   }
   QuietFfmpegOnce();
 
@@ -304,12 +350,26 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   }
   decoder->thread_count = options.threads;  // 0: FFmpeg's choice
   decoder->pkt_timebase = stream->time_base;
+  if (options.device == "cuda") {
+    const CudaDevice& cuda = SharedCudaDevice();
+    if (cuda.ref == nullptr) {
+      clip.decode_fallback = cuda.error;
+    } else if (!HasNvdec(codec)) {
+      clip.decode_fallback =
+          absl::StrCat("codec ", codec->name, " has no NVDEC decoder");
+    } else {
+      decoder->hw_device_ctx = av_buffer_ref(cuda.ref);
+      decoder->get_format = &PickCudaFormat;
+      clip.gpu_decoded = decoder->hw_device_ctx != nullptr;
+    }
+  }
   if (int r = avcodec_open2(decoder.get(), codec, nullptr); r < 0) {
     return VideoError("cannot open the ", codec->name, " decoder: ",
                       AvError(r));
   }
   std::unique_ptr<AVFrame, FrameDeleter> frame(av_frame_alloc());
-  if (frame == nullptr) {
+  std::unique_ptr<AVFrame, FrameDeleter> host_frame(av_frame_alloc());
+  if (frame == nullptr || host_frame == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
   }
   FrameConverter converter(geometry, limits);
@@ -352,9 +412,21 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
       if (p >= 0 && slot_of[static_cast<size_t>(p)] >= 0) {
         const int64_t slot = slot_of[static_cast<size_t>(p)];
         if (!written[static_cast<size_t>(slot)]) {
-          if (absl::Status s = converter.Write(*frame, (*indices)[slot],
-                                               out + slot * frame_bytes);
-              !s.ok()) {
+          // NVDEC's frames live on the GPU: copy the sampled ones down.
+          const AVFrame* image = frame.get();
+          if (frame->format == AV_PIX_FMT_CUDA) {
+            if (av_hwframe_transfer_data(host_frame.get(), frame.get(), 0) < 0) {
+              av_frame_unref(frame.get());
+              return absl::InternalError(absl::StrCat(
+                  kPrefix, "copying frame ", (*indices)[slot],
+                  " from the GPU failed"));
+            }
+            image = host_frame.get();
+          }
+          absl::Status written_ok = converter.Write(*image, (*indices)[slot],
+                                                    out + slot * frame_bytes);
+          av_frame_unref(host_frame.get());
+          if (absl::Status s = written_ok; !s.ok()) {
             av_frame_unref(frame.get());
             return s;
           }

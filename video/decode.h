@@ -130,6 +130,10 @@ struct Clip {
   // restarted at a keyframe to skip ahead (see the top of av_decode.cc).
   int64_t packets_decoded = 0;
   int64_t restarts = 0;
+  // Whether NVDEC decoded it; with DecodeOptions::device "cuda" and
+  // gpu_decoded false, why not.
+  bool gpu_decoded = false;
+  std::string decode_fallback;
 };
 
 // How DecodeClip() decodes.
@@ -138,6 +142,11 @@ struct DecodeOptions {
   // the server decodes many clips at once on its own pool. 0: FFmpeg's
   // choice (one per core, for codecs with frame or slice threading).
   int threads = 1;
+  // "cpu", or "cuda": NVDEC through FFmpeg's cuda hwaccel (it needs the
+  // driver's libnvcuvid), falling back to the CPU, per clip, when no CUDA
+  // device opens or the codec has no NVDEC decoder (Clip::decode_fallback
+  // says why).
+  std::string device = "cpu";
 };
 
 // Decodes `bytes` (a whole video file) into a clip. See the top of this file.

@@ -2,6 +2,7 @@
 // and crops videos made here with the ffmpeg command-line tool.
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -272,6 +273,36 @@ TEST_F(VideoTest, NativeI3dWithoutWeightsIsServedAndReportedUntrained) {
 
 // The README's main job: the built-in I3D (16 x 224 x 224, 400 classes)
 // classifies a generated video through the command-line client.
+// --decode-device cuda where FFmpeg finds no CUDA device (hidden here on any
+// machine): videos still decode, on the CPU; one warning says why, and the
+// metric counts each video.
+TEST(DecodeDeviceTest, CudaWithoutADeviceDecodesOnTheCpuWarnsOnceAndCounts) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny",
+                 ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  setenv("CUDA_VISIBLE_DEVICES", "", 1);
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--decode-device", "cuda"});
+  unsetenv("CUDA_VISIBLE_DEVICES");
+  ASSERT_NE(server, nullptr);
+  const std::string video = MakeVideo(dir.path(), "a.mp4", "320x240", 1, 25,
+                                      "-c:v libx264 -pix_fmt yuv420p");
+  for (int i = 0; i < 2; ++i) {
+    CallResult r = Classify(*server, "tiny", video);
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.classes_size(), 3);
+  }
+  EXPECT_EQ(server->WaitForMetric("clipserve_decode_gpu_fallbacks_total", 2), 2);
+  const std::string log = server->Log();
+  const std::string warning = "--decode-device cuda: decoding on the CPU (";
+  ASSERT_NE(log.find(warning), std::string::npos) << log;
+  EXPECT_EQ(log.find(warning, log.find(warning) + 1), std::string::npos)
+      << "warned more than once";
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
 TEST(BuiltinModelTest, ClassifiesAGeneratedVideoOutOfTheBox) {
   TempDir dir;
   std::unique_ptr<ServerProcess> server = ServerProcess::Start({});

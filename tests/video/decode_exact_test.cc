@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -107,6 +108,55 @@ INSTANTIATE_TEST_SUITE_P(
         GopCase{"Mpeg2TsKeyint15BFrames",
                 "-c:v mpeg2video -q:v 4 -g 15 -bf 2 -f mpegts", "ts", "", true}),
     [](const ::testing::TestParamInfo<GopCase>& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace clipserve::video
+
+namespace clipserve::video {
+namespace {
+
+// Asking for NVDEC where there is none decodes on the CPU, exactly as
+// asked for the CPU, and says why. (scripts/gpu-check.sh runs it where
+// there is a GPU.)
+TEST(DecodeDeviceTest, CudaWithoutAGpuFallsBackToTheCpuAndSaysWhy) {
+  ASSERT_TRUE(FfmpegAvailable());
+  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
+      60, kWidth, kHeight, "25", "-c:v libx264 -preset ultrafast -pix_fmt yuv420p",
+      "mp4");
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  absl::StatusOr<Clip> cpu = DecodeClip(*bytes, Uniform(8), Whole(), Limits());
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_FALSE(cpu->gpu_decoded);
+  EXPECT_EQ(cpu->decode_fallback, "");
+  DecodeOptions cuda;
+  cuda.device = "cuda";
+  absl::StatusOr<Clip> clip = DecodeClip(*bytes, Uniform(8), Whole(), Limits(), cuda);
+  ASSERT_TRUE(clip.ok()) << clip.status();
+  if (clip->gpu_decoded) {
+    // On a GPU host: NVDEC decodes the same pictures (H.264 decoding is
+    // exact); its NV12 frames go through swscale from another layout, so
+    // the RGB may differ by rounding.
+    EXPECT_EQ(clip->decode_fallback, "");
+    ASSERT_EQ(clip->frames.size(), cpu->frames.size());
+    double sum = 0;
+    for (size_t i = 0; i < clip->frames.size(); ++i) {
+      sum += std::abs(int{static_cast<uint8_t>(clip->frames[i])} -
+                      int{static_cast<uint8_t>(cpu->frames[i])});
+    }
+    EXPECT_LT(sum / clip->frames.size(), 1.0);
+  } else {
+    EXPECT_THAT(clip->decode_fallback,
+                ::testing::HasSubstr("cuda hwaccel cannot open a device"));
+    EXPECT_EQ(clip->frames, cpu->frames);
+  }
+
+  DecodeOptions bad;
+  bad.device = "vulkan";
+  absl::StatusOr<Clip> refused = DecodeClip(*bytes, Uniform(8), Whole(), Limits(), bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()),
+              ::testing::HasSubstr("invalid decode device \"vulkan\"; must be cpu or cuda"));
+}
 
 }  // namespace
 }  // namespace clipserve::video
