@@ -1,6 +1,7 @@
 #include "runtime/torch_backend.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <utility>
@@ -440,12 +441,13 @@ at::Tensor TorchBackend::Staging(at::Tensor* buffer, at::IntArrayRef sizes,
 }
 
 at::Tensor TorchBackend::Assemble(Slot& slot, absl::Span<const ClipView> clips,
-                                  int64_t batch, int64_t rows) {
+                                  int64_t batch) {
   const ClipShape& s = clips.front().shape;
   const bool u8 = clips.front().dtype == ClipDType::kUInt8;
-  const std::vector<int64_t> sizes =
-      u8 ? std::vector<int64_t>{rows, s.frames, s.height, s.width, s.channels}
-         : std::vector<int64_t>{rows, s.channels, s.frames, s.height, s.width};
+  // Per batch: sizes on the stack, not the heap.
+  const std::array<int64_t, 5> sizes =
+      u8 ? std::array<int64_t, 5>{batch, s.frames, s.height, s.width, s.channels}
+         : std::array<int64_t, 5>{batch, s.channels, s.frames, s.height, s.width};
   at::Tensor host = Staging(&slot.host, sizes, u8 ? at::kByte : at::kFloat,
                             /*pinned=*/cuda_, /*on_device=*/false);
   auto* dst = static_cast<char*>(host.data_ptr());
@@ -455,7 +457,7 @@ at::Tensor TorchBackend::Assemble(Slot& slot, absl::Span<const ClipView> clips,
     std::memcpy(dst, view.data, bytes);
     dst += bytes;
   }
-  return host.narrow(0, 0, batch);
+  return host;
 }
 
 at::Tensor TorchBackend::Normalise(const at::Tensor& staged, int64_t padded) {
@@ -463,9 +465,9 @@ at::Tensor TorchBackend::Normalise(const at::Tensor& staged, int64_t padded) {
   const bool u8 = staged.scalar_type() == at::kByte;
   const at::IntArrayRef s = staged.sizes();
   // Model input: [rows, C, T, H, W] in the instance's precision.
-  const std::vector<int64_t> sizes =
-      u8 ? std::vector<int64_t>{padded, s[4], s[1], s[2], s[3]}
-         : std::vector<int64_t>{padded, s[1], s[2], s[3], s[4]};
+  const std::array<int64_t, 5> sizes =
+      u8 ? std::array<int64_t, 5>{padded, s[4], s[1], s[2], s[3]}
+         : std::array<int64_t, 5>{padded, s[1], s[2], s[3], s[4]};
   // Captured graphs read input_ where it is: a batch beyond the largest
   // bucket gets a buffer of its own rather than moving input_.
   const bool oversized = graphs_ != nullptr && padded > input_.size(0);
@@ -519,7 +521,7 @@ absl::Status TorchBackend::RunOnCpu(Slot& slot,
                                     int64_t batch, std::vector<float>* logits,
                                     RunTimings* timings) {
   const int64_t padded = BucketFor(batch, options_.batch_buckets);
-  const at::Tensor staged = Assemble(slot, clips, batch, batch);
+  const at::Tensor staged = Assemble(slot, clips, batch);
   // Float clips in fp32 at their own size are the model's input as they
   // are: no second copy.
   const bool as_is = staged.scalar_type() == at::kFloat &&
@@ -553,14 +555,13 @@ absl::Status TorchBackend::RunOnCuda(Slot& slot,
                                      RunTimings* timings) {
   const int64_t padded = BucketFor(batch, options_.batch_buckets);
   const int64_t classes = spec_.num_classes;
-  const at::Tensor staged = Assemble(slot, clips, batch, batch);
+  const at::Tensor staged = Assemble(slot, clips, batch);
   at::Tensor uploaded;
   {
     // One asynchronous copy of the whole batch, on the copy stream, from
     // pinned memory.
     const c10::StreamGuard stream_guard(*copy_stream_);
-    std::vector<int64_t> sizes(staged.sizes().begin(), staged.sizes().end());
-    uploaded = Staging(&slot.upload, sizes, staged.scalar_type(),
+    uploaded = Staging(&slot.upload, staged.sizes(), staged.scalar_type(),
                        /*pinned=*/false, /*on_device=*/true);
     slot.upload_start->record(*copy_stream_);
     uploaded.copy_(staged, /*non_blocking=*/true);

@@ -160,7 +160,7 @@ class TorchBackend : public Backend {
   // Copies each view's bytes into the slot's host buffer: uint8
   // [batch, T, H, W, C] or float [batch, C, T, H, W].
   at::Tensor Assemble(Slot& slot, absl::Span<const ClipView> clips,
-                      int64_t batch, int64_t rows);
+                      int64_t batch);
 
   // Writes rows [0, batch) of the model input from `staged` (normalising
   // uint8) and zeroes rows [batch, padded). Returns input[0, padded).

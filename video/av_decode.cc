@@ -399,15 +399,16 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   // 3. Decode: per sampled frame, decode on or restart at a keyframe.
   std::vector<bool> written(indices->size(), false);
   int64_t next = 0;       // next packet to send
-  int64_t arrivals = 0;   // frames received since the last restart point
-  int64_t arrival_base = 0;
+  // Frames received: the frame's index when the stream has no timestamps
+  // (such a stream is never restarted, so it arrives whole and in order).
+  int64_t arrivals = 0;
   bool draining = false;
   const auto receive = [&]() -> absl::Status {
     for (;;) {
       const int r = avcodec_receive_frame(decoder.get(), frame.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return absl::OkStatus();
       if (r < 0) return absl::OkStatus();  // a bad frame: counted as missing
-      const int64_t p = packet_of_frame(*frame, arrival_base + arrivals);
+      const int64_t p = packet_of_frame(*frame, arrivals);
       ++arrivals;
       if (p >= 0 && slot_of[static_cast<size_t>(p)] >= 0) {
         const int64_t slot = slot_of[static_cast<size_t>(p)];

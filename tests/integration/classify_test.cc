@@ -6,6 +6,7 @@
 #include <fstream>
 #include <future>
 #include <thread>
+#include <utility>
 
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -517,6 +518,15 @@ TEST(StartupTest, UsageErrorsAndHelp) {
       ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --grpc-port x"));
   EXPECT_EQ(bad.exit_code, 64);
   EXPECT_NE(bad.text.find("--grpc-port must be a number"), std::string::npos) << bad.text;
+  for (const auto& [flags, message] :
+       {std::pair<std::string, std::string>{" --decode-device gpu",
+                                            "--decode-device must be cpu or cuda"},
+        {" --allow-tf32 yes", "--allow-tf32 must be true or false"}}) {
+    ServerProcess::Output out =
+        ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, flags));
+    EXPECT_EQ(out.exit_code, 64) << flags;
+    EXPECT_NE(out.text.find(message), std::string::npos) << out.text;
+  }
   ServerProcess::Output missing =
       ServerProcess::RunCommand(absl::StrCat(CLIPSERVE_BINARY, " --model-repository /nonexistent"));
   EXPECT_EQ(missing.exit_code, 1);

@@ -150,6 +150,13 @@ TEST(DecodeDeviceTest, CudaWithoutAGpuFallsBackToTheCpuAndSaysWhy) {
     EXPECT_EQ(clip->frames, cpu->frames);
   }
 
+  DecodeOptions threads;
+  threads.threads = 65;
+  absl::StatusOr<Clip> too_many = DecodeClip(*bytes, Uniform(8), Whole(), Limits(), threads);
+  EXPECT_EQ(too_many.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(too_many.status().message()),
+              ::testing::HasSubstr("invalid decode threads 65; must be in [0, 64]"));
+
   DecodeOptions bad;
   bad.device = "vulkan";
   absl::StatusOr<Clip> refused = DecodeClip(*bytes, Uniform(8), Whole(), Limits(), bad);
