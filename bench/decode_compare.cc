@@ -25,6 +25,8 @@ Flags:
                  (default 3).
   --baseline B   true (default) also times the OpenCV baseline; false: the
                  new decoder only.
+  --dump FILE    Writes the new decoder's clip there (frames x 224 x 224 x 3
+                 bytes, RGB), for comparing with other decoders.
 )";
 
 template <typename F>
@@ -45,7 +47,7 @@ double MinSeconds(int runs, F&& f) {
 int main(int argc, char** argv) {
   using namespace clipserve;
   client::FlagReader flags(argc, argv, kUsage,
-                           {"video", "frames", "runs", "baseline"});
+                           {"video", "frames", "runs", "baseline", "dump"});
   if (!flags.Has("video")) flags.Fail("--video is required");
   std::ifstream in(flags.String("video", ""), std::ios::binary);
   std::stringstream buffer;
@@ -79,10 +81,24 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  if (flags.Has("dump")) {
+    std::ofstream dump(flags.String("dump", ""), std::ios::binary);
+    dump.write(reinterpret_cast<const char*>(clip->frames.data()),
+               static_cast<std::streamsize>(clip->frames.size()));
+    if (!dump) {
+      std::fprintf(stderr, "cannot write %s\n", flags.String("dump", "").c_str());
+      return 1;
+    }
+  }
+  std::string indices;
+  for (int64_t i : clip->frame_indices) {
+    indices += (indices.empty() ? "" : ",") + std::to_string(i);
+  }
   std::printf(
       "{\"video\": \"%s\", \"frames\": %lld, \"source_frames\": %lld, "
       "\"width\": %lld, \"height\": %lld, \"ms\": %.1f, \"baseline_ms\": %.1f, "
-      "\"speedup\": %.2f, \"packets_decoded\": %lld, \"restarts\": %lld}\n",
+      "\"speedup\": %.2f, \"packets_decoded\": %lld, \"restarts\": %lld, "
+      "\"frame_indices\": \"%s\"}\n",
       flags.String("video", "").c_str(),
       static_cast<long long>(sampling.num_frames),
       static_cast<long long>(clip->source_frames),
@@ -90,6 +106,6 @@ int main(int argc, char** argv) {
       static_cast<long long>(clip->source_height), now * 1000, before * 1000,
       before > 0 ? before / now : 0.0,
       static_cast<long long>(clip->packets_decoded),
-      static_cast<long long>(clip->restarts));
+      static_cast<long long>(clip->restarts), indices.c_str());
   return 0;
 }

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# DecodeClip (FFmpeg's libraries) against the OpenCV decoder it replaced, on
-# the videos of issue 13's targets, pinned to one core, min of 3 runs each:
+# DecodeClip (FFmpeg's libraries) against the OpenCV decoder it replaced and
+# against PyAV (bench/pyav_decode.py: decode-and-pick, and decord/TorchCodec-
+# style seeking), on the videos of issue 13's targets, pinned to one core, min
+# of 3 runs each:
 #
 #   bash bench/decode_compare.sh [OUT_DIR]
 #
 # The videos are made with the ffmpeg CLI from its testsrc2 source (moving,
 # textured) and kept in OUT_DIR/videos for later runs. Needs a build
-# (scripts/build.sh). Prints a markdown table; JSON lines in OUT_DIR.
+# (scripts/build.sh) and the project's venv (PyAV). Prints a markdown table;
+# JSON lines in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 mkdir -p "$out/videos"
 bin=${BUILD_DIR:-build}/bench/clipserve-decode-compare
+python=${VENV:-.venv}/bin/python
 
 make_video() {  # name seconds size args...
   local name=$1 seconds=$2 size=$3; shift 3
@@ -28,16 +32,22 @@ videos=(
   "4 s 360p30, x264 defaults|$(make_video short 4 640x360)"
 )
 : > "$out/decode_compare.jsonl"
-echo "| video | DecodeClip (ms) | OpenCV baseline (ms) | speedup | packets decoded / frames | restarts |"
-echo "|---|---|---|---|---|---|"
+echo "| video | DecodeClip (ms) | OpenCV baseline (ms) | speedup | PyAV pick (ms) | PyAV seek (ms) | DecodeClip vs best PyAV | packets decoded / frames | restarts | pixels vs PyAV (worst frame, mean abs) |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 for entry in "${videos[@]}"; do
   label=${entry%%|*}; file=${entry#*|}
-  line=$(taskset -c 0 "$bin" --video "$file" --frames 16 --runs 3)
-  echo "$line" >> "$out/decode_compare.jsonl"
-  python3 - "$label" "$line" <<'PY'
+  line=$(taskset -c 0 "$bin" --video "$file" --frames 16 --runs 3 --dump "$out/clip.rgb")
+  indices=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["frame_indices"])' "$line")
+  pyav=$(taskset -c 0 "$python" bench/pyav_decode.py --video "$file" \
+         --indices "$indices" --runs 3 --ours "$out/clip.rgb")
+  echo "{\"label\": \"$label\", \"clipserve\": $line, \"pyav\": $pyav}" >> "$out/decode_compare.jsonl"
+  python3 - "$label" "$line" "$pyav" <<'PY'
 import json, sys
-label, d = sys.argv[1], json.loads(sys.argv[2])
+label, d, p = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+best = min(p["pick_ms"], p["seek_ms"])
 print(f"| {label} | {d['ms']:.0f} | {d['baseline_ms']:.0f} | {d['speedup']:.2f}x | "
-      f"{d['packets_decoded']} / {d['source_frames']} | {d['restarts']} |")
+      f"{p['pick_ms']:.0f} | {p['seek_ms']:.0f} | {best / d['ms']:.2f}x | "
+      f"{d['packets_decoded']} / {d['source_frames']} | {d['restarts']} | "
+      f"{p['ours_vs_pyav_worst_frame_mean_abs']:.2f} |")
 PY
 done

@@ -83,7 +83,8 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   void DecodeAndEnqueue(const video::Sampling& sampling,
                         const video::Geometry& geometry,
                         const video::Limits& limits,
-                        const video::DecodeOptions& options, Metrics* metrics) {
+                        const video::DecodeOptions& options,
+                        const video::UriPolicy& uri_policy, Metrics* metrics) {
     if (IsCancelled()) {
       Fail(absl::CancelledError("request cancelled before its video was decoded"));
       return;
@@ -94,9 +95,19 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
       return;
     }
     const auto start = std::chrono::steady_clock::now();
+    absl::string_view bytes = request_->video().data();
+    absl::StatusOr<std::string> read;
+    if (!request_->video().uri().empty()) {
+      read = video::ReadVideoUri(request_->video().uri(), uri_policy, limits,
+                                 deadline());
+      if (!read.ok()) {
+        Fail(read.status());
+        return;
+      }
+      bytes = *read;
+    }
     absl::StatusOr<video::Clip> clip =
-        video::DecodeClip(request_->video().data(), sampling, geometry, limits,
-                          options);
+        video::DecodeClip(bytes, sampling, geometry, limits, options);
     decode_us_ = MicrosSince(start);
     accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
     if (!clip.ok()) {
@@ -228,10 +239,17 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
       video::Geometry geometry;
       absl::Status s = VideoPlan(request->video().sampling(), (*model)->spec(),
                                  (*model)->name(), &sampling, &geometry);
+      const std::string& uri = request->video().uri();
+      if (s.ok() && !uri.empty()) {
+        s = request->video().data().empty()
+                ? video::CheckUri(uri, uri_policy_)
+                : absl::InvalidArgumentError(
+                      "video: set data or uri, not both");
+      }
       if (s.ok()) {
         s = decoders_->Submit([call, sampling, geometry, this] {
           call->DecodeAndEnqueue(sampling, geometry, video_limits_,
-                                 decode_options_, metrics_);
+                                 decode_options_, uri_policy_, metrics_);
         });
       }
       if (!s.ok()) call->FinishNow(s);

@@ -7,20 +7,24 @@
 #include "server/metrics.h"
 #include "server/model_repository.h"
 #include "video/decode.h"
+#include "video/fetch.h"
 
 namespace clipserve::server {
 
 class ClassifyService final : public v1::VideoClassifier::CallbackService {
  public:
   // `models`, `decoders` and `metrics` must outlive the service. Encoded
-  // videos are decoded on `decoders` within `video_limits`.
+  // videos are decoded on `decoders` within `video_limits`; a video given
+  // by URI is read there too, under `uri_policy`.
   ClassifyService(const ModelRepository* models, DecodePool* decoders,
                   const video::Limits& video_limits,
-                  const video::DecodeOptions& decode_options, Metrics* metrics)
+                  const video::DecodeOptions& decode_options,
+                  const video::UriPolicy& uri_policy, Metrics* metrics)
       : models_(models),
         decoders_(decoders),
         video_limits_(video_limits),
         decode_options_(decode_options),
+        uri_policy_(uri_policy),
         metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* Classify(grpc::CallbackServerContext* context,
@@ -37,6 +41,7 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   DecodePool* const decoders_;
   const video::Limits video_limits_;
   const video::DecodeOptions decode_options_;
+  const video::UriPolicy uri_policy_;
   Metrics* const metrics_;
 };
 

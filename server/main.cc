@@ -62,6 +62,10 @@ Flags:
                           warning, and clipserve_decode_gpu_fallbacks_total).
   --decode-threads N      Threads decoding encoded videos (default: one per
                           core).
+  --video-uri-prefix P    Lets requests name their video by URI (uri instead
+                          of data) under P: file:///DIR/, http://HOST/... or
+                          https://HOST/..., ending in /. Repeat the flag for
+                          more. Default: none (every video comes as bytes).
   --decode-queue-size N   Videos that may wait for a decoder before requests
                           get RESOURCE_EXHAUSTED (default 64).
   --video-max-bytes N     Largest encoded video accepted (default 64 MiB).
@@ -100,6 +104,7 @@ struct Flags {
   size_t decode_queue_size = 64;
   clipserve::video::Limits video_limits;
   clipserve::video::DecodeOptions decode_options;
+  clipserve::video::UriPolicy video_uri_policy;
 };
 
 // "::1" -> "[::1]", for host:port strings.
@@ -198,6 +203,11 @@ Flags ParseFlags(int argc, char** argv) {
         UsageError("--decode-device must be cpu or cuda");
       }
       f.decode_options.device = value;
+    } else if (arg == "--video-uri-prefix") {
+      if (absl::Status s = clipserve::video::ValidateUriPrefix(value); !s.ok()) {
+        UsageError(std::string(s.message()));
+      }
+      f.video_uri_policy.allowed_prefixes.push_back(value);
     } else if (arg == "--decode-queue-size") {
       f.decode_queue_size = ParseNumber<size_t>(arg, value, 1, 1 << 20);
     } else if (arg == "--video-max-bytes") {
@@ -263,6 +273,7 @@ int main(int argc, char** argv) {
   options.max_request_bytes = flags.max_request_bytes;
   options.video_limits = flags.video_limits;
   options.decode_options = flags.decode_options;
+  options.video_uri_policy = flags.video_uri_policy;
   if (flags.use_ssl) {
     options.tls_cert_file = flags.server_cert;
     options.tls_key_file = flags.server_key;

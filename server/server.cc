@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       std::make_unique<DecodePool>(decode_threads, options.decode_queue_size);
   server->classify_ = std::make_unique<ClassifyService>(
       server->models_.get(), server->decoders_.get(), options.video_limits,
-      options.decode_options, server->metrics_.get());
+      options.decode_options, options.video_uri_policy, server->metrics_.get());
   server->kserve_ = std::make_unique<KServeService>(server->models_.get(),
                                                     server->metrics_.get());
 

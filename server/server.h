@@ -15,6 +15,7 @@
 #include "server/kserve_service.h"
 #include "server/model_repository.h"
 #include "video/decode.h"
+#include "video/fetch.h"
 
 namespace clipserve::server {
 
@@ -31,6 +32,9 @@ struct ServerOptions {
   video::Limits video_limits;
   // How each video is decoded: device "cuda" uses NVDEC where it can.
   video::DecodeOptions decode_options;
+  // Where a request may ask the server to read its video from (empty:
+  // nowhere; every video comes as bytes).
+  video::UriPolicy video_uri_policy;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
   // TLS for the gRPC port: PEM files. Empty cert: plaintext. With

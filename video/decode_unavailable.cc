@@ -1,18 +1,34 @@
-// DecodeClip in a build without video decoding (-DCLIPSERVE_VIDEO=OFF, e.g.
-// the GPU check on a host that has no OpenCV/FFmpeg): encoded videos are
-// refused; clients send decoded frames instead.
+// DecodeClip and ReadVideoUri in a build without video decoding
+// (-DCLIPSERVE_VIDEO=OFF, e.g. the GPU check on a host that has no FFmpeg):
+// encoded videos are refused; clients send decoded frames instead.
 #include "absl/status/status.h"
 #include "video/decode.h"
+#include "video/fetch.h"
 
 namespace clipserve::video {
+namespace {
+
+absl::Status Unavailable() {
+  return absl::UnimplementedError(
+      "could not decode video: this clipserve was built without video "
+      "decoding (CLIPSERVE_VIDEO=OFF); send decoded frames (clip) instead");
+}
+
+}  // namespace
 
 absl::StatusOr<Clip> DecodeClip(absl::string_view /*bytes*/,
                                 const Sampling& /*sampling*/,
                                 const Geometry& /*geometry*/,
-                                const Limits& /*limits*/) {
-  return absl::UnimplementedError(
-      "could not decode video: this clipserve was built without video "
-      "decoding (CLIPSERVE_VIDEO=OFF); send decoded frames (clip) instead");
+                                const Limits& /*limits*/,
+                                const DecodeOptions& /*options*/) {
+  return Unavailable();
+}
+
+absl::StatusOr<std::string> ReadVideoUri(
+    absl::string_view uri, const UriPolicy& policy, const Limits& /*limits*/,
+    std::chrono::steady_clock::time_point /*deadline*/) {
+  if (absl::Status s = CheckUri(uri, policy); !s.ok()) return s;
+  return Unavailable();
 }
 
 }  // namespace clipserve::video

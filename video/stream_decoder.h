@@ -2,19 +2,30 @@
 // streams (the streams API builds on it).
 //
 //   StreamDecoder::Options o;
-//   o.codec = "h264";                     // H.264 or H.265 Annex B bytes
+//   o.format = "h264";                    // or "hevc", "mpegts", "fmp4"
 //   auto d = StreamDecoder::Create(o);
 //   std::vector<StreamDecoder::Frame> frames;
 //   (*d)->Push(bytes_from_the_camera, &frames);   // any split, any size
 //   ...
 //   (*d)->Finish(&frames);                        // what is still buffered
 //
+// Formats:
+//  - "h264", "hevc": an Annex B elementary stream (start codes), split into
+//    packets by libavcodec's parser wherever the caller's pieces end;
+//  - "mpegts": an MPEG transport stream, "fmp4": fragmented MP4 (an init
+//    segment, then moof/mdat fragments), demuxed by libavformat as the bytes
+//    come (on a thread of the decoder's own that waits for Push(); Push()
+//    returns once every byte given is consumed). The first video stream is
+//    decoded; other streams are ignored. The container's timestamps are kept.
+//
 // Each decoded frame comes out resized and centre-cropped to RGB as
 // DecodeClip's frames are (Geometry), with its presentation timestamp and
 // its position in the stream. A corrupt packet does not stop the stream:
 // the decoder drops what it cannot decode, waits for the next keyframe
 // (frames that would reference the damage are not returned), and counts it
-// in corrupt_packets(). Not thread-safe: one stream, one caller at a time.
+// in corrupt_packets(). A container stream that cannot be opened (its first
+// bytes are not that container) ends with INVALID_ARGUMENT from Push() or
+// Finish(). Not thread-safe: one stream, one caller at a time.
 #ifndef CLIPSERVE_VIDEO_STREAM_DECODER_H_
 #define CLIPSERVE_VIDEO_STREAM_DECODER_H_
 
@@ -32,8 +43,8 @@ namespace clipserve::video {
 class StreamDecoder {
  public:
   struct Options {
-    // "h264" or "hevc": Annex B elementary stream (start codes).
-    std::string codec = "h264";
+    // "h264", "hevc" (Annex B), "mpegts" or "fmp4".
+    std::string format = "h264";
     Geometry geometry;
     // max_width/max_height bound every frame; max_bytes bounds the bytes
     // buffered before a packet completes.
@@ -46,20 +57,23 @@ class StreamDecoder {
     std::string rgb;
     // Position among the frames the stream has produced so far (corrupt and
     // dropped frames count too, so gaps show), and the codec's timestamp
-    // (in 1/90000 s when the stream carries none: its arrival order).
+    // (Annex B, which carries none: the frame's index), and that time in
+    // microseconds from the container's clock (-1 for Annex B).
     int64_t index = 0;
     int64_t pts = 0;
+    int64_t time_us = -1;
     bool keyframe = false;
   };
 
-  // INVALID_ARGUMENT for an unknown codec or bad geometry.
+  // INVALID_ARGUMENT for an unknown format or bad geometry.
   static absl::StatusOr<std::unique_ptr<StreamDecoder>> Create(
       const Options& options);
   virtual ~StreamDecoder() = default;
 
   // Feeds `bytes`; appends the frames that are complete to *frames.
-  // INVALID_ARGUMENT only when a frame is outside Limits (the stream cannot
-  // go on); corrupt data is skipped and counted.
+  // INVALID_ARGUMENT only when a frame is outside Limits or the container
+  // cannot be opened (the stream cannot go on; later calls repeat it);
+  // corrupt data is skipped and counted.
   virtual absl::Status Push(absl::string_view bytes,
                             std::vector<Frame>* frames) = 0;
   // The end of the stream: appends the frames still buffered.

@@ -322,3 +322,108 @@ TEST(BuiltinModelTest, ClassifiesAGeneratedVideoOutOfTheBox) {
 
 }  // namespace
 }  // namespace clipserve::testing
+
+namespace clipserve::testing {
+namespace {
+
+CallResult ClassifyUri(ServerProcess& server, const std::string& uri,
+                       const std::string& data = "") {
+  v1::ClassifyRequest request;
+  request.set_model_name("tiny");
+  request.set_top_k(3);
+  request.set_return_logits(true);
+  request.mutable_video()->set_uri(uri);
+  request.mutable_video()->set_data(data);
+  auto stub = v1::VideoClassifier::NewStub(server.Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  CallResult r;
+  r.status = stub->Classify(&context, request, &r.response);
+  return r;
+}
+
+// A video named by URI is read by the server under the prefixes it was
+// given, and classified exactly as the same bytes uploaded; anything else
+// is refused before a byte is read.
+TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  const std::string allowed = absl::StrCat(dir.path(), "/allowed");
+  std::filesystem::create_directories(allowed);
+  const std::string bytes =
+      MakeVideo(allowed, "a.mp4", "320x240", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
+  MakeVideo(dir.path(), "secret.mp4", "320x240", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--video-uri-prefix",
+       absl::StrCat("file://", allowed, "/")});
+  ASSERT_NE(server, nullptr);
+
+  CallResult by_uri = ClassifyUri(*server, absl::StrCat("file://", allowed, "/a.mp4"));
+  ASSERT_TRUE(by_uri.status.ok()) << by_uri.status.error_message();
+  v1::ClassifyRequest upload;
+  upload.set_model_name("tiny");
+  upload.set_return_logits(true);
+  upload.mutable_video()->set_data(bytes);
+  v1::ClassifyResponse by_bytes;
+  grpc::ClientContext context;
+  ASSERT_TRUE(v1::VideoClassifier::NewStub(server->Channel())
+                  ->Classify(&context, upload, &by_bytes).ok());
+  ASSERT_EQ(by_uri.response.logits_size(), kClasses);
+  for (int i = 0; i < kClasses; ++i) {
+    EXPECT_EQ(by_uri.response.logits(i), by_bytes.logits(i)) << i;
+  }
+  EXPECT_EQ(by_uri.response.video().frames(), 50);
+
+  for (const std::string& uri :
+       {absl::StrCat("file://", dir.path(), "/secret.mp4"),
+        absl::StrCat("file://", allowed, "/../secret.mp4"),
+        absl::StrCat("file://", allowed), std::string("http://127.0.0.1:1/a.mp4"),
+        std::string("/etc/passwd")}) {
+    CallResult r = ClassifyUri(*server, uri);
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << uri;
+    EXPECT_NE(r.status.error_message().find("is not under a prefix this server reads from"),
+              std::string::npos)
+        << r.status.error_message();
+  }
+  CallResult missing = ClassifyUri(*server, absl::StrCat("file://", allowed, "/none.mp4"));
+  EXPECT_EQ(missing.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(missing.status.error_message().find("could not read video file://"),
+            std::string::npos)
+      << missing.status.error_message();
+  EXPECT_NE(missing.status.error_message().find("No such file or directory"),
+            std::string::npos)
+      << missing.status.error_message();
+  CallResult both = ClassifyUri(*server, absl::StrCat("file://", allowed, "/a.mp4"), bytes);
+  EXPECT_EQ(both.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(both.status.error_message(), "video: set data or uri, not both");
+  // And it still serves.
+  EXPECT_TRUE(ClassifyUri(*server, absl::StrCat("file://", allowed, "/a.mp4")).status.ok());
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+TEST_F(VideoTest, WithoutAPrefixNoUriIsRead) {
+  const std::string path = absl::StrCat(dir_->path(), "/a.mp4");
+  CallResult r = ClassifyUri(*server_, absl::StrCat("file://", path));
+  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(r.status.error_message().find("this server reads videos from no URI"),
+            std::string::npos)
+      << r.status.error_message();
+  ExpectStillServing();
+}
+
+TEST(VideoUriTest, APrefixThatCouldMatchTooMuchStopsTheServerAtStart) {
+  for (const char* prefix : {"https://a.example", "ftp://a.example/", "file://relative/",
+                             "file:///srv/../etc/", "http://user@a.example/"}) {
+    ServerProcess::Output out = ServerProcess::RunCommand(absl::StrCat(
+        CLIPSERVE_BINARY, " --video-uri-prefix '", prefix, "' 2>&1"));
+    EXPECT_EQ(out.exit_code, 64) << prefix << ": " << out.text;
+    EXPECT_NE(out.text.find(absl::StrCat("video URI prefix \"", prefix, "\"")),
+              std::string::npos)
+        << out.text;
+  }
+}
+
+}  // namespace
+}  // namespace clipserve::testing

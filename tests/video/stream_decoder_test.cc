@@ -1,6 +1,6 @@
-// StreamDecoder: an H.264 Annex B stream fed in pieces of any size comes out
-// frame by frame, in order; a corrupt stretch costs only the frames up to
-// the next keyframe, counted.
+// StreamDecoder: an H.264 Annex B, MPEG-TS or fragmented MP4 stream fed in
+// pieces of any size comes out frame by frame, in order, as the bytes come;
+// a corrupt stretch costs only the frames up to the next keyframe, counted.
 #include "video/stream_decoder.h"
 
 #include <gmock/gmock.h>
@@ -23,7 +23,7 @@ constexpr int kWidth = 160, kHeight = 120, kFrames = 90;
 
 StreamDecoder::Options WholeFrames() {
   StreamDecoder::Options o;
-  o.codec = "h264";
+  o.format = "h264";
   o.geometry.resize_short_side = kHeight;
   o.geometry.crop_height = kHeight;
   o.geometry.crop_width = kWidth;
@@ -104,13 +104,144 @@ TEST(StreamDecoderTest, ACorruptStretchCostsOnlyTheFramesBeforeTheNextKeyframe) 
   for (int v : shown) EXPECT_GE(v, 0);
 }
 
+// A container stream of kFrames frames at 25 fps, keyframe every 30.
+std::string Container(const std::string& format) {
+  const std::string args =
+      format == "mpegts"
+          ? "-f mpegts"
+          : "-movflags frag_keyframe+empty_moov+default_base_moof -f mp4";
+  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
+      kFrames, kWidth, kHeight, "25",
+      "-c:v libx264 -preset ultrafast -pix_fmt yuv420p -g 30 " + args,
+      format == "mpegts" ? "ts" : "mp4");
+  EXPECT_TRUE(bytes.ok()) << bytes.status();
+  return bytes.ok() ? *bytes : std::string();
+}
+
+StreamDecoder::Options ContainerFrames(const std::string& format) {
+  StreamDecoder::Options o = WholeFrames();
+  o.format = format;
+  return o;
+}
+
+class ContainerStreamTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(ContainerStreamTest, PiecesOfAnySizeGiveEveryFrameInOrderWithItsTime) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const std::string stream = Container(GetParam());
+  ASSERT_FALSE(stream.empty());
+  std::vector<int> want(kFrames);
+  for (int i = 0; i < kFrames; ++i) want[i] = i;
+  std::mt19937 rng(7);
+  for (size_t max_piece : {size_t{5000}, stream.size(), size_t{188}, size_t{1}}) {
+    auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
+    ASSERT_TRUE(d.ok()) << d.status();
+    std::vector<StreamDecoder::Frame> frames;
+    for (size_t at = 0; at < stream.size();) {
+      const size_t n = std::min(stream.size() - at, 1 + rng() % max_piece);
+      absl::Status s = (*d)->Push(absl::string_view(stream).substr(at, n), &frames);
+      ASSERT_TRUE(s.ok()) << s;
+      at += n;
+    }
+    absl::Status finished = (*d)->Finish(&frames);
+    ASSERT_TRUE(finished.ok()) << finished << ", pieces of up to " << max_piece;
+    EXPECT_EQ(Shown(frames), want) << "pieces of up to " << max_piece;
+    EXPECT_EQ((*d)->corrupt_packets(), 0);
+    EXPECT_EQ((*d)->dropped_frames(), 0);
+    ASSERT_EQ(frames.size(), size_t{kFrames});
+    EXPECT_TRUE(frames.front().keyframe);
+    // The container's clock: 25 fps is 40 ms a frame.
+    for (size_t i = 1; i < frames.size(); ++i) {
+      EXPECT_EQ(frames[i].time_us - frames[i - 1].time_us, 40000) << i;
+    }
+  }
+}
+
+TEST_P(ContainerStreamTest, FramesComeAsTheBytesDoNotAtTheEnd) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const std::string stream = Container(GetParam());
+  ASSERT_FALSE(stream.empty());
+  auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
+  ASSERT_TRUE(d.ok());
+  std::vector<StreamDecoder::Frame> frames;
+  const size_t half = stream.size() / 2;
+  ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(0, half), &frames).ok());
+  // Half the bytes give about half the frames (the demuxer and the decoder
+  // hold back a few at most).
+  EXPECT_GT(frames.size(), size_t{kFrames / 4});
+  EXPECT_LT(frames.size(), size_t{kFrames});
+  const size_t early = frames.size();
+  ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(half), &frames).ok());
+  ASSERT_TRUE((*d)->Finish(&frames).ok());
+  EXPECT_EQ(frames.size(), size_t{kFrames});
+  EXPECT_GT(frames.size(), early);
+}
+
+TEST_P(ContainerStreamTest, DestroyedMidStreamItStopsAtOnce) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const std::string stream = Container(GetParam());
+  ASSERT_FALSE(stream.empty());
+  auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
+  ASSERT_TRUE(d.ok());
+  std::vector<StreamDecoder::Frame> frames;
+  ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(0, stream.size() / 3), &frames).ok());
+  d->reset();  // its demuxer waits for bytes that never come: must not hang
+  SUCCEED();
+}
+
+TEST_P(ContainerStreamTest, BytesOfAnotherKindEndTheStreamWithInvalidArgument) {
+  ASSERT_TRUE(FfmpegAvailable());
+  std::mt19937 rng(3);
+  std::string junk(100000, '\0');
+  for (char& c : junk) c = static_cast<char>(rng());
+  auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
+  ASSERT_TRUE(d.ok());
+  std::vector<StreamDecoder::Frame> frames;
+  absl::Status s = (*d)->Push(junk, &frames);
+  if (s.ok()) s = (*d)->Finish(&frames);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::StartsWith("could not decode video: "));
+  EXPECT_TRUE(frames.empty());
+  // It stays ended.
+  EXPECT_FALSE((*d)->Push("more", &frames).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, ContainerStreamTest,
+                         ::testing::Values("mpegts", "fmp4"));
+
+TEST(ContainerStreamTest, ACorruptStretchOfATransportStreamCostsOnlyTheFramesBeforeTheNextKeyframe) {
+  ASSERT_TRUE(FfmpegAvailable());
+  std::string stream = Container("mpegts");
+  ASSERT_FALSE(stream.empty());
+  std::mt19937 rng(11);
+  const size_t from = stream.size() / 6;
+  for (size_t i = from; i < from + 2000; ++i) stream[i] = static_cast<char>(rng());
+  auto d = StreamDecoder::Create(ContainerFrames("mpegts"));
+  ASSERT_TRUE(d.ok());
+  std::vector<StreamDecoder::Frame> frames;
+  for (size_t at = 0; at < stream.size(); at += 1316) {
+    ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, 1316), &frames).ok());
+  }
+  ASSERT_TRUE((*d)->Finish(&frames).ok());
+  EXPECT_GT((*d)->corrupt_packets() + (*d)->dropped_frames(), 0);
+  const std::vector<int> shown = Shown(frames);
+  std::vector<int> tail;
+  for (int v : shown) {
+    if (v >= 30) tail.push_back(v);
+  }
+  std::vector<int> want;
+  for (int i = 30; i < kFrames; ++i) want.push_back(i);
+  EXPECT_EQ(tail, want);
+  for (int v : shown) EXPECT_GE(v, 0);
+}
+
 TEST(StreamDecoderTest, UnknownCodecIsRefused) {
   StreamDecoder::Options o = WholeFrames();
-  o.codec = "vp9";
+  o.format = "vp9";
   auto d = StreamDecoder::Create(o);
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(d.status().message()),
-              ::testing::HasSubstr("unsupported stream codec \"vp9\" (known: h264, hevc)"));
+              ::testing::HasSubstr("unsupported stream format \"vp9\" (known: h264, hevc, mpegts, fmp4)"));
 }
 
 }  // namespace
