@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 extern "C" {
 #include <libavcodec/avcodec.h>
@@ -166,6 +167,9 @@ class FrameOutput {
   bool waiting_for_key_ = false;
 };
 
+// Bytes of a pushed piece the Annex B parser is given at a time.
+constexpr size_t kParseWindow = 64 << 10;
+
 class AnnexBDecoder final : public StreamDecoder {
  public:
   AnnexBDecoder(const Options& options, const AVCodec* codec)
@@ -180,23 +184,31 @@ class AnnexBDecoder final : public StreamDecoder {
 
   absl::Status Push(absl::string_view bytes,
                     std::vector<Frame>* frames) override {
-    const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-    size_t left = bytes.size();
-    while (left > 0) {
-      uint8_t* out = nullptr;
-      int out_size = 0;
-      const int used = av_parser_parse2(
-          parser_.get(), output_.decoder(), &out, &out_size, data,
-          static_cast<int>(std::min<size_t>(left, 1 << 30)), AV_NOPTS_VALUE,
-          AV_NOPTS_VALUE, 0);
-      if (used < 0) {
-        output_.Damaged();
-        return absl::OkStatus();  // the parser lost the stream: drop the piece
-      }
-      data += used;
-      left -= static_cast<size_t>(used);
-      if (out_size > 0) {
-        if (absl::Status s = Decode(out, out_size, frames); !s.ok()) return s;
+    // The parser reads up to AV_INPUT_BUFFER_PADDING_SIZE bytes past the
+    // end of what it is given, so it parses a padded copy, a window at a
+    // time (the buffer is allocated once).
+    while (!bytes.empty()) {
+      const size_t n = std::min(bytes.size(), kParseWindow);
+      std::memcpy(window_.data(), bytes.data(), n);
+      std::memset(window_.data() + n, 0, AV_INPUT_BUFFER_PADDING_SIZE);
+      bytes.remove_prefix(n);
+      const uint8_t* data = window_.data();
+      size_t left = n;
+      while (left > 0) {
+        uint8_t* out = nullptr;
+        int out_size = 0;
+        const int used = av_parser_parse2(
+            parser_.get(), output_.decoder(), &out, &out_size, data,
+            static_cast<int>(left), AV_NOPTS_VALUE, AV_NOPTS_VALUE, 0);
+        if (used < 0) {
+          output_.Damaged();  // the parser lost the stream: drop the window
+          break;
+        }
+        data += used;
+        left -= static_cast<size_t>(used);
+        if (out_size > 0) {
+          if (absl::Status s = Decode(out, out_size, frames); !s.ok()) return s;
+        }
       }
     }
     return absl::OkStatus();
@@ -230,6 +242,8 @@ class AnnexBDecoder final : public StreamDecoder {
   FrameOutput output_;
   std::unique_ptr<AVCodecParserContext, ParserDeleter> parser_;
   std::unique_ptr<AVPacket, PacketDeleter> packet_;
+  std::vector<uint8_t> window_ =
+      std::vector<uint8_t>(kParseWindow + AV_INPUT_BUFFER_PADDING_SIZE);
   int64_t next_pts_ = 0;
 };
 
@@ -403,8 +417,13 @@ class ContainerDecoder final : public StreamDecoder {
               kPrefix, "the ", name_, " stream cannot be demuxed (",
               AvErrorText(r), ")"));
         }
-        std::lock_guard<std::mutex> lock(mu_);
-        if (end_ && input_.empty() && avio_feof(io.get())) break;
+        bool ended;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ended = end_ && input_.empty();
+        }
+        // (avio_feof may call Read(), which takes mu_.)
+        if (ended && avio_feof(io.get())) break;
         continue;
       }
       if (stream < 0 && packet->stream_index < static_cast<int>(demuxer->nb_streams)) {
