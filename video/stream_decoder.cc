@@ -61,6 +61,12 @@ absl::Status OutOfMemory() {
   return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
 }
 
+std::string AvErrorText(int code) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
+  av_strerror(code, text, sizeof(text));
+  return text;
+}
+
 // Packets in, RGB frames out, with the keyframe wait after damage.
 class FrameOutput {
  public:
@@ -84,9 +90,13 @@ class FrameOutput {
     decoder_->flags2 |= AV_CODEC_FLAG2_SHOW_ALL;
     // A damaged packet is an error, not a frame concealed into looking fine.
     decoder_->err_recognition |= AV_EF_EXPLODE;
-    if (avcodec_open2(decoder_.get(), codec, nullptr) < 0) {
-      return absl::InternalError(absl::StrCat(
-          kPrefix, "cannot open the ", codec->name, " decoder"));
+    if (const int r = avcodec_open2(decoder_.get(), codec, nullptr); r < 0) {
+      // With a container's parameters, the stream is at fault.
+      const std::string why = absl::StrCat(kPrefix, "cannot open the ",
+                                           codec->name, " decoder (",
+                                           AvErrorText(r), ")");
+      return par != nullptr ? absl::InvalidArgumentError(why)
+                            : absl::InternalError(why);
     }
     return absl::OkStatus();
   }
@@ -259,11 +269,6 @@ constexpr int kMaxStuckReads = 64;
 // packets were lost.
 constexpr int64_t kLostSteps = 3;
 
-std::string AvErrorText(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
 
 class ContainerDecoder final : public StreamDecoder {
  public:

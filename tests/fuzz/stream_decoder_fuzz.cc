@@ -5,6 +5,7 @@
 // hangs.
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -34,6 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (status.ok()) status = (*decoder)->Finish(&frames);
   if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument &&
       status.code() != absl::StatusCode::kResourceExhausted) {
+    std::fprintf(stderr, "unexpected status: %s\n", status.ToString().c_str());
     std::abort();
   }
   for (const StreamDecoder::Frame& f : frames) {
