@@ -46,6 +46,9 @@ Flags:
   --num-frames N       Frames to sample (default: the model's).
   --start-seconds S    Sample from S seconds on, every --stride frames
   --stride N           (default: uniformly over the whole video).
+  --approximate        Let each sampled frame move to a nearby keyframe where
+                       that saves decoding (the reply's frame indices say
+                       which frames were used).
   --decode-local       Decode, sample and crop here; send uint8 frames.
  Random clip:
   --dtype uint8|fp32   Clip type (default uint8).
@@ -116,7 +119,7 @@ int main(int argc, char** argv) {
                                     "width", "seed", "top-k", "timeout-ms", "service",
                                     "num-frames", "start-seconds", "stride"};
   known.insert(known.end(), client::kChannelFlags.begin(), client::kChannelFlags.end());
-  std::vector<std::string> switches = {"logits", "decode-local"};
+  std::vector<std::string> switches = {"logits", "decode-local", "approximate"};
   switches.insert(switches.end(), client::kChannelSwitches.begin(),
                   client::kChannelSwitches.end());
   FlagReader flags(argc, argv, kUsage, known, switches);
@@ -185,6 +188,7 @@ int main(int argc, char** argv) {
       sampling.mode = stride ? video::Sampling::Mode::kStride : video::Sampling::Mode::kUniform;
       sampling.start_seconds = flags.Double("start-seconds", 0);
       sampling.stride = flags.Int("stride", 1, 1, 100000);
+      sampling.approximate = flags.Has("approximate");
       video::Geometry geometry;
       geometry.crop_height = client::ModelDim(metadata, 2, 224);
       geometry.crop_width = client::ModelDim(metadata, 3, 224);
@@ -207,6 +211,7 @@ int main(int argc, char** argv) {
         s->set_start_seconds(flags.Double("start-seconds", 0));
         s->set_stride(static_cast<int32_t>(flags.Int("stride", 1, 1, 100000)));
       }
+      s->set_approximate(flags.Has("approximate"));
     }
   }
 
@@ -231,6 +236,17 @@ int main(int argc, char** argv) {
   std::printf("timings: decode %.3f ms, queue %.3f ms, compute %.3f ms, batch size %d\n",
               t.decode_us() / 1000.0, t.queue_us() / 1000.0,
               t.compute_us() / 1000.0, t.batch_size());
+  if (response.has_video()) {
+    const v1::SourceVideo& v = response.video();
+    std::printf("video: %dx%d, %.3f fps, %lld frames", v.width(), v.height(), v.fps(),
+                static_cast<long long>(v.frames()));
+    if (v.declared_frames() != 0 && v.declared_frames() != v.frames()) {
+      std::printf(" (declares %lld)", static_cast<long long>(v.declared_frames()));
+    }
+    std::printf("; frames used:");
+    for (int64_t i : v.frame_indices()) std::printf(" %lld", static_cast<long long>(i));
+    std::printf("\n");
+  }
   if (request.return_logits()) {
     std::printf("logits:");
     for (float v : response.logits()) std::printf(" %.6g", v);

@@ -8,14 +8,18 @@
 # The GPU host has PyTorch, CUDA, CMake and ninja but no package registry:
 # bring the Debian packages the server links in .deps/ (on the build machine:
 # EXTRA_DEBS="libgtest-dev libgmock-dev civetweb" bash ../shared/gpu/fetch-deps.sh),
-# see docs/gpu.md. The build leaves out server-side video decoding
-# (CLIPSERVE_VIDEO=OFF: no OpenCV there).
+# see docs/gpu.md. Server-side video decoding (and with it the NVDEC check,
+# scripts/lib/nvdec-check.sh) is built only where pkg-config finds FFmpeg's
+# libraries (the host's own, or carried in .deps/); otherwise the build is
+# CLIPSERVE_VIDEO=OFF and the summary says NVDEC was not checked.
 #
 # Environment:
 #   DEPS_PREFIX   where .deps/*.deb are unpacked (default /opt/deps)
 #   BUILD_DIR     (default build-gpu)
 #   CUDA_ARCHS    TORCH_CUDA_ARCH_LIST (default: the GPU's own, from nvidia-smi)
 #   QUICK=1       short benchmark windows (a smoke run, not figures)
+#   GPU_CHECK_VIDEO=ON|OFF
+#                 CLIPSERVE_VIDEO regardless of what pkg-config finds
 #   GPU_CHECK_DRY_RUN=1
 #                 for a machine without a GPU: skip the GPU checks, build,
 #                 and stop before anything needs the GPU
@@ -71,15 +75,27 @@ elif ! pkg-config --exists grpc++ 2>/dev/null; then
   fail "no .deps/*.deb and no system gRPC: fetch the packages first (docs/gpu.md)"
 fi
 
+if [ -n "${GPU_CHECK_VIDEO:-}" ]; then
+  video=$GPU_CHECK_VIDEO
+elif pkg-config --exists libavformat libavcodec libswscale libavutil 2>/dev/null; then
+  video=ON
+  echo "FFmpeg $(pkg-config --modversion libavcodec) (libavcodec): building video decoding"
+else
+  video=OFF
+  echo "no FFmpeg libraries (pkg-config): building without video decoding"
+fi
+
 step "configure ($build)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$prefix_path" "${protoc[@]}" \
   -DCLIPSERVE_PYTHON="$python" -DCLIPSERVE_CUDA=ON -DTORCH_CUDA_ARCH_LIST="$archs" \
-  -DCLIPSERVE_VIDEO=OFF -DCLIPSERVE_BUILD_TESTS=OFF -DCLIPSERVE_GPU_TESTS=ON \
+  -DCLIPSERVE_VIDEO=$video -DCLIPSERVE_BUILD_TESTS=OFF -DCLIPSERVE_GPU_TESTS=ON \
   >"$out/configure.log" 2>&1 || { tail -40 "$out/configure.log"; fail "configure failed"; }
 
 step "build"
-cmake --build "$build" --target clipserve clipserve-perf clipserve-offline cuda_backend_test \
+targets=(clipserve clipserve-perf clipserve-offline cuda_backend_test)
+[ "$video" = ON ] && targets+=(clipserve-decode-compare)
+cmake --build "$build" --target "${targets[@]}" \
   >"$out/build.log" 2>&1 || { grep -m20 -B2 -A6 'error' "$out/build.log"; fail "build failed"; }
 ldd "$build/server/clipserve" | grep -E 'torch_cuda|libgrpc\+\+|not found' || true
 ldd "$build/server/clipserve" | grep -q 'not found' && fail "clipserve has unresolved libraries"
@@ -97,6 +113,16 @@ echo "CUDA tests: $tests"
 
 step "benchmarks"
 "$python" bench/gpu_bench.py --build "$build" --out "$out" ${QUICK:+--quick}
+
+step "NVDEC"
+if [ "$video" = ON ]; then
+  nvdec=$(bash scripts/lib/nvdec-check.sh "$build" "$out" 2>"$out/nvdec.log") || true
+  [ -n "$nvdec" ] || nvdec="NVDEC: FAIL: the check stopped: $(tail -3 "$out/nvdec.log")"
+else
+  nvdec="NVDEC: not checked: this host has no FFmpeg libraries for pkg-config (docs/gpu.md)"
+fi
+echo "$nvdec"
+printf '\n%s\n' "$nvdec" >>"$out/summary.md"
 
 step "done in $(( $(date +%s) - start )) s; CUDA tests $tests; summary: $out/summary.md"
 [ "$tests" = passed ]

@@ -191,6 +191,7 @@ absl::Status VideoPlan(const v1::VideoSampling& s, const runtime::ModelSpec& spe
                        : video::Sampling::Mode::kUniform;
   sampling->start_seconds = s.start_seconds();
   sampling->stride = s.stride() > 0 ? s.stride() : 1;
+  sampling->approximate = s.approximate();
   geometry->crop_height =
       spec.input.height > 0 ? spec.input.height : kDefaultCropSide;
   geometry->crop_width = spec.input.width > 0 ? spec.input.width : kDefaultCropSide;

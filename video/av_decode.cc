@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -194,6 +195,39 @@ AVPixelFormat PickCudaFormat(AVCodecContext* /*decoder*/,
   return formats[0];  // no surface for this stream: software frames
 }
 
+// Sampling::approximate: each index moves to the keyframe (in
+// presentation order) nearest to it within its share of the video, when
+// there is one. `order[i]` is the packet of frame i.
+void MoveToNearbyKeyframes(const std::vector<Packet>& packets,
+                           const std::vector<int64_t>& order,
+                           std::vector<int64_t>* indices) {
+  std::vector<int64_t> keyframes;  // presentation indices, increasing
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (packets[static_cast<size_t>(order[i])].key) {
+      keyframes.push_back(static_cast<int64_t>(i));
+    }
+  }
+  const std::vector<int64_t> exact = *indices;
+  const size_t n = exact.size();
+  for (size_t k = 0; k < n; ++k) {
+    const int64_t at = exact[k];
+    // The share [lo, hi): halfway to each neighbour, half-open, so the
+    // shares of neighbours never overlap and the order is kept.
+    const int64_t before = k > 0 ? at - exact[k - 1]
+                           : n > 1 ? exact[1] - at : at + 1;
+    const int64_t after = k + 1 < n ? exact[k + 1] - at
+                          : n > 1 ? at - exact[k - 1] : static_cast<int64_t>(order.size()) - at;
+    const int64_t lo = at - before / 2;
+    const int64_t hi = at + (after + 1) / 2;  // exclusive
+    auto it = std::lower_bound(keyframes.begin(), keyframes.end(), lo);
+    int64_t best = -1;
+    for (; it != keyframes.end() && *it < hi; ++it) {
+      if (best < 0 || std::llabs(*it - at) < std::llabs(best - at)) best = *it;
+    }
+    if (best >= 0) (*indices)[k] = best;
+  }
+}
+
 absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
                                     const Sampling& sampling,
                                     const Geometry& geometry,
@@ -331,6 +365,9 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   absl::StatusOr<std::vector<int64_t>> indices =
       SampleFrameIndices(total, clip.source_fps, sampling);
   if (!indices.ok()) return Prefixed(indices.status());
+  if (sampling.approximate && all_pts) {
+    MoveToNearbyKeyframes(packets, order, &*indices);
+  }
 
   int64_t frame_bytes = 0;
   if (absl::Status s =
@@ -437,25 +474,62 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
       av_frame_unref(frame.get());
     }
   };
+  // The keyframe (packet) to restart at for `target`: the last at or before
+  // it in decode order that shows no later than it, if that skips packets
+  // (lies after `next`); else -1. Without timestamps, frames are matched by
+  // arrival: never restart.
+  const auto restart_point = [&](int64_t target) -> int64_t {
+    if (!all_pts) return -1;
+    int64_t key = target;
+    while (key > next &&
+           !(packets[key].key && packets[key].pts <= packets[target].pts)) {
+      --key;
+    }
+    return key > next ? key : -1;
+  };
+  // Whether a GOP opens onto frames shown before its keyframe (open GOPs:
+  // such a keyframe is no IDR, and after draining to the end FFmpeg's H.264
+  // decoder will not restart cleanly at one), which rules out draining early.
+  bool open_gop = false;
+  for (int64_t i = 0, key = -1; i < total && all_pts && !open_gop; ++i) {
+    if (packets[i].key) {
+      key = i;
+    } else if (key >= 0 && packets[i].pts < packets[key].pts) {
+      open_gop = true;
+    }
+  }
+  // The packet of the first sample after k not yet written, or -1.
+  const auto next_target = [&](size_t k) -> int64_t {
+    for (size_t j = k + 1; j < indices->size(); ++j) {
+      if (!written[j]) return order[static_cast<size_t>((*indices)[j])];
+    }
+    return -1;
+  };
   for (size_t k = 0; k < indices->size(); ++k) {
     if (written[k]) continue;
     const int64_t target = order[static_cast<size_t>((*indices)[k])];
-    // Restart at the last keyframe at or before the target (in decode
-    // order) that shows no later than it, when that skips packets. Without
-    // timestamps, frames are matched by arrival: decode on.
-    if (all_pts && !draining) {
-      int64_t key = target;
-      while (key > next &&
-             !(packets[key].key && packets[key].pts <= packets[target].pts)) {
-        --key;
-      }
-      if (key > next) {
+    if (!draining) {
+      if (const int64_t key = restart_point(target); key >= 0) {
         avcodec_flush_buffers(decoder.get());
         next = key;
         ++clip.restarts;
       }
     }
     while (!written[k] && !draining) {
+      // The target's packet is in, its frame held back only by the
+      // decoder's reordering delay, and the next sample restarts anyway (or
+      // there is none): drain the decoder rather than feed it packets that
+      // nothing needs.
+      if (all_pts && !open_gop && next > target) {
+        const int64_t following = next_target(k);
+        if (following < 0 || restart_point(following) >= 0) {
+          decoder->skip_frame = AVDISCARD_DEFAULT;
+          avcodec_send_packet(decoder.get(), nullptr);
+          if (absl::Status s = receive(); !s.ok()) return s;
+          avcodec_flush_buffers(decoder.get());
+          break;
+        }
+      }
       if (next < total) {
         const Packet& p = packets[static_cast<size_t>(next)];
         decoder->skip_frame =

@@ -97,6 +97,22 @@ struct Sampling {
   int64_t num_frames = 16;   // >= 1
   double start_seconds = 0;  // >= 0; kStride only
   int64_t stride = 1;        // >= 1; kStride only
+  // Opt-in trade of exactness for speed (DecodeClip only). Each sampled
+  // index may move to the keyframe nearest to it within its own share of
+  // the video: from halfway to the previous sample to halfway to the next
+  // (for the first and last sample, the same half-spacing outwards). A
+  // keyframe decodes on its own, so a sample that moves costs one frame
+  // instead of every reference frame back to its GOP's start. The indices
+  // stay strictly increasing, Clip::frame_indices says which frames were
+  // used, and those frames are still exactly the ones a full decode gives
+  // at those indices. On a long video with samples far apart this decodes
+  // one frame per sample; where samples are closer than the keyframe
+  // interval, few move and it costs what exact sampling does. Compare
+  // TorchCodec's seek_mode="approximate", which trusts the header's frame
+  // rate for the index to timestamp mapping instead of scanning the file:
+  // here the scan stays (the frame count is always counted) and the
+  // approximation is which frame, never when it is.
+  bool approximate = false;
 };
 
 // How each frame is resized and cropped. See ComputeResizeCrop().

@@ -89,6 +89,58 @@ TEST_P(DecodeExactTest, SampledFramesEqualTheFullDecodeBitForBit) {
   }
 }
 
+// Sampling::approximate: each sample stays inside its share of the video
+// (halfway to its neighbours), moves only onto a keyframe, the frames are
+// still bit for bit the full decode's at the indices returned, and it never
+// decodes more than exact sampling does.
+TEST_P(DecodeExactTest, ApproximateSamplesAreNearbyKeyframesAndExactAtThem) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const GopCase& c = GetParam();
+  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
+      kFrames, kWidth, kHeight, "25", c.args, c.extension, c.filter);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const Geometry whole = Whole();
+  absl::StatusOr<Clip> all = DecodeClip(*bytes, Uniform(kFrames), whole, Limits());
+  ASSERT_TRUE(all.ok()) << all.status();
+  const size_t frame_bytes = size_t{kWidth} * kHeight * 3;
+  for (int n : {16, 5}) {
+    absl::StatusOr<Clip> exact = DecodeClip(*bytes, Uniform(n), whole, Limits());
+    Sampling s = Uniform(n);
+    s.approximate = true;
+    absl::StatusOr<Clip> near = DecodeClip(*bytes, s, whole, Limits());
+    ASSERT_TRUE(exact.ok() && near.ok()) << near.status();
+    ASSERT_EQ(near->frame_indices.size(), size_t(n));
+    EXPECT_LE(near->packets_decoded, exact->packets_decoded) << c.name;
+    int moved = 0;
+    for (int k = 0; k < n; ++k) {
+      const int64_t at = exact->frame_indices[k], got = near->frame_indices[k];
+      if (k > 0) {
+        EXPECT_LT(near->frame_indices[k - 1], got) << c.name;
+      }
+      const int64_t lo = k > 0 ? at - (at - exact->frame_indices[k - 1]) / 2 : 0;
+      const int64_t hi = k + 1 < n ? at + (exact->frame_indices[k + 1] - at + 1) / 2 : kFrames;
+      EXPECT_GE(got, lo) << c.name << " sample " << k;
+      EXPECT_LT(got, hi) << c.name << " sample " << k;
+      EXPECT_EQ(std::memcmp(near->frames.data() + k * frame_bytes,
+                            all->frames.data() + got * frame_bytes, frame_bytes),
+                0)
+          << c.name << ": frame " << got;
+      moved += got != at;
+    }
+    if (c.name == "AllIntra") {
+      EXPECT_EQ(moved, 0) << "every frame is a keyframe: nothing to gain";
+    }
+    if (c.name == "Keyint12" && n == 5) {
+      // Samples 60 frames apart, keyframes 12: each sample is its share's
+      // nearest keyframe, decoded alone.
+      EXPECT_EQ(near->packets_decoded, n) << c.name;
+      for (int64_t i : near->frame_indices) {
+        EXPECT_EQ(i % 12, 0) << i;
+      }
+    }
+  }
+}
+
 constexpr const char* kX264 = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p";
 
 INSTANTIATE_TEST_SUITE_P(
