@@ -11,7 +11,10 @@
 //     packet (and shows no later than it), flush the decoder and restart
 //     there; otherwise decode on. Packets that no sampled frame is made from
 //     are decoded with skip_frame = AVDISCARD_NONREF, so frames that nothing
-//     references are never reconstructed.
+//     references are never reconstructed. Once a sampled frame's packet is
+//     in and the next sample restarts at a later keyframe anyway (or there
+//     is none), the decoder is drained instead of fed more packets (closed
+//     GOPs only).
 //  4. Only sampled frames are converted: one swscale call from the decoder's
 //     format to RGB at the resized size, then the centre crop is copied out.
 // The frames returned are those a full sequential decode returns at those

@@ -23,7 +23,8 @@
 //     whatever the header declared, and the count, and the duration (count /
 //     fps) when the frame rate is known, must be within Limits.
 //  4. SampleFrameIndices() picks the frames (frame i: the i-th in
-//     presentation order). The decoder restarts at a keyframe when one lies
+//     presentation order); with Sampling::approximate, each may then move
+//     to a keyframe near it. The decoder restarts at a keyframe when one lies
 //     between where it is and the next sampled frame, and skips frames that
 //     nothing references (AVDISCARD_NONREF) between samples; the frames
 //     returned are exactly those a full sequential decode gives

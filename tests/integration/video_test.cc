@@ -403,6 +403,26 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   EXPECT_EQ(server->Wait(), 0);
 }
 
+// approximate sampling, asked for per request, moves each sample to the
+// nearest keyframe within its share of the video, and the answer says so.
+TEST_F(VideoTest, ApproximateSamplingUsesNearbyKeyframesAndSaysWhich) {
+  const std::string video = MakeVideo(dir_->path(), "k25.mp4", "160x120", 10, 25,
+                                      "-c:v libx264 -pix_fmt yuv420p -g 25 -sc_threshold 0");
+  v1::VideoSampling exact;
+  CallResult e = Classify(*server_, "tiny", video, &exact);
+  v1::VideoSampling approximate;
+  approximate.set_approximate(true);
+  CallResult a = Classify(*server_, "tiny", video, &approximate);
+  ASSERT_TRUE(e.status.ok() && a.status.ok()) << a.status.error_message();
+  // 4 samples of 250 frames: 31, 93, 156, 218 exactly; 62 frames apart, so
+  // each share holds a keyframe (every 25th frame) and takes the nearest.
+  ASSERT_EQ(e.response.video().frame_indices_size(), kT);
+  EXPECT_EQ(e.response.video().frame_indices(0), 31);
+  std::vector<int64_t> got(a.response.video().frame_indices().begin(),
+                           a.response.video().frame_indices().end());
+  EXPECT_EQ(got, (std::vector<int64_t>{25, 100, 150, 225}));
+}
+
 TEST_F(VideoTest, WithoutAPrefixNoUriIsRead) {
   const std::string path = absl::StrCat(dir_->path(), "/a.mp4");
   CallResult r = ClassifyUri(*server_, absl::StrCat("file://", path));
