@@ -44,14 +44,20 @@ def to_clip_frame(frame):
     return rgb[top:top + CROP, left:left + CROP]
 
 
+def video_stream(container):
+    """The first video stream, decoded on the calling thread only."""
+    stream = container.streams.video[0]
+    stream.thread_type = "NONE"
+    stream.thread_count = 1
+    return stream
+
+
 def pick(path, indices):
     wanted = {i: k for k, i in enumerate(indices)}
     out = [None] * len(indices)
     decoded = 0
     with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"
-        stream.thread_count = 1
+        stream = video_stream(container)
         for i, frame in enumerate(container.decode(stream)):
             decoded += 1
             if i in wanted:
@@ -65,9 +71,7 @@ def seek(path, indices):
     out = [None] * len(indices)
     decoded = 0
     with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "NONE"
-        stream.thread_count = 1
+        stream = video_stream(container)
         # The index: presentation timestamps and keyframes, from the packets.
         packets = [(p.pts, p.is_keyframe) for p in container.demux(stream)
                    if p.size > 0 and p.pts is not None]

@@ -45,6 +45,7 @@ extern "C" {
 #include "video/container.h"
 #include "video/decode.h"
 #include "video/av_convert.h"
+#include "video/av_ptr.h"
 #include "video/sampling_internal.h"
 
 namespace clipserve::video {
@@ -115,25 +116,9 @@ struct MemoryInput {
   }
 };
 
-struct IoDeleter {
-  void operator()(AVIOContext* io) const {
-    if (io != nullptr) av_freep(&io->buffer);
-    avio_context_free(&io);
-  }
-};
-struct FormatDeleter {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
-struct CodecDeleter {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct PacketDeleter {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct FrameDeleter {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-using PacketPtr = std::unique_ptr<AVPacket, PacketDeleter>;
+using internal::AvErrorText;
+using internal::AvPtr;
+using PacketPtr = AvPtr<AVPacket>;
 
 // FFmpeg logs corrupt input on stderr; only its errors get through.
 void QuietFfmpegOnce() {
@@ -144,11 +129,6 @@ void QuietFfmpegOnce() {
   (void)once;
 }
 
-std::string AvError(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
 
 // One demuxed packet of the video stream.
 struct Packet {
@@ -172,7 +152,7 @@ const CudaDevice& SharedCudaDevice() {
     if (r < 0) {
       d->ref = nullptr;
       d->error = absl::StrCat("FFmpeg's cuda hwaccel cannot open a device (",
-                              AvError(r), ")");
+                              AvErrorText(r), ")");
     }
     return d;
   }();
@@ -257,7 +237,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   if (io_buffer == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
   }
-  std::unique_ptr<AVIOContext, IoDeleter> io(
+  AvPtr<AVIOContext> io(
       avio_alloc_context(io_buffer, kIoBufferBytes, 0, &input,
                          &MemoryInput::Read, nullptr, &MemoryInput::Seek));
   if (io == nullptr) {
@@ -277,7 +257,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
     return VideoError("cannot open the ", container,
                       " data (corrupt or truncated?)");
   }
-  std::unique_ptr<AVFormatContext, FormatDeleter> format(raw_format);
+  AvPtr<AVFormatContext> format(raw_format);
   if (avformat_find_stream_info(format.get(), nullptr) < 0) {
     return VideoError("cannot read the ", container,
                       " data's streams (corrupt or truncated?)");
@@ -382,7 +362,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   uint8_t* out = reinterpret_cast<uint8_t*>(clip.frames.data());
 
   // The decoder.
-  std::unique_ptr<AVCodecContext, CodecDeleter> decoder(
+  AvPtr<AVCodecContext> decoder(
       avcodec_alloc_context3(codec));
   if (decoder == nullptr ||
       avcodec_parameters_to_context(decoder.get(), par) < 0) {
@@ -405,10 +385,10 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   }
   if (int r = avcodec_open2(decoder.get(), codec, nullptr); r < 0) {
     return VideoError("cannot open the ", codec->name, " decoder: ",
-                      AvError(r));
+                      AvErrorText(r));
   }
-  std::unique_ptr<AVFrame, FrameDeleter> frame(av_frame_alloc());
-  std::unique_ptr<AVFrame, FrameDeleter> host_frame(av_frame_alloc());
+  AvPtr<AVFrame> frame(av_frame_alloc());
+  AvPtr<AVFrame> host_frame(av_frame_alloc());
   if (frame == nullptr || host_frame == nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
   }

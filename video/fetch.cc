@@ -11,6 +11,7 @@ extern "C" {
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "video/av_ptr.h"
 #include "video/fetch.h"
 
 namespace clipserve::video {
@@ -24,16 +25,6 @@ struct Deadline {
     return std::chrono::steady_clock::now() >= static_cast<Deadline*>(opaque)->at;
   }
 };
-
-struct DictDeleter {
-  void operator()(AVDictionary* d) const { av_dict_free(&d); }
-};
-
-std::string AvErrorText(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
 
 }  // namespace
 
@@ -56,7 +47,7 @@ absl::StatusOr<std::string> ReadVideoUri(
                                                 : "http,tcp",
               0);
   av_dict_set(&raw_options, "max_redirects", "0", 0);
-  std::unique_ptr<AVDictionary, DictDeleter> options(raw_options);
+  internal::AvPtr<AVDictionary> options(raw_options);
   AVIOContext* raw = nullptr;
   AVDictionary* used = options.release();
   const int opened = avio_open2(&raw, name.c_str(), AVIO_FLAG_READ, &interrupt, &used);
@@ -66,7 +57,7 @@ absl::StatusOr<std::string> ReadVideoUri(
       return absl::DeadlineExceededError(
           absl::StrCat("deadline exceeded opening video ", name.substr(0, 200)));
     }
-    return failed(AvErrorText(opened));
+    return failed(internal::AvErrorText(opened));
   }
   std::unique_ptr<AVIOContext, int (*)(AVIOContext*)> io(raw, [](AVIOContext* c) {
     return avio_close(c);
@@ -96,7 +87,7 @@ absl::StatusOr<std::string> ReadVideoUri(
         return absl::DeadlineExceededError(
             absl::StrCat("deadline exceeded reading video ", name.substr(0, 200)));
       }
-      return failed(AvErrorText(n));
+      return failed(internal::AvErrorText(n));
     }
     bytes.resize(at + static_cast<size_t>(n));
   }

@@ -27,6 +27,7 @@ extern "C" {
 
 #include "absl/strings/str_cat.h"
 #include "video/av_convert.h"
+#include "video/av_ptr.h"
 #include "video/sampling_internal.h"
 
 namespace clipserve::video {
@@ -35,37 +36,13 @@ namespace {
 using internal::FrameConverter;
 using internal::kPrefix;
 
-struct CodecDeleter {
-  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
-};
-struct ParserDeleter {
-  void operator()(AVCodecParserContext* p) const { av_parser_close(p); }
-};
-struct PacketDeleter {
-  void operator()(AVPacket* p) const { av_packet_free(&p); }
-};
-struct FrameDeleter {
-  void operator()(AVFrame* f) const { av_frame_free(&f); }
-};
-struct IoDeleter {
-  void operator()(AVIOContext* io) const {
-    if (io != nullptr) av_freep(&io->buffer);
-    avio_context_free(&io);
-  }
-};
-struct FormatDeleter {
-  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
-};
+using internal::AvErrorText;
+using internal::AvPtr;
 
 absl::Status OutOfMemory() {
   return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
 }
 
-std::string AvErrorText(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
 
 // Packets in, RGB frames out, with the keyframe wait after damage.
 class FrameOutput {
@@ -168,8 +145,8 @@ class FrameOutput {
 
   const StreamDecoder::Options& options_;
   FrameConverter converter_;
-  std::unique_ptr<AVCodecContext, CodecDeleter> decoder_;
-  std::unique_ptr<AVFrame, FrameDeleter> frame_;
+  AvPtr<AVCodecContext> decoder_;
+  AvPtr<AVFrame> frame_;
   AVRational time_base_{0, 1};
   int64_t produced_ = 0;
   int64_t corrupt_ = 0;
@@ -250,8 +227,8 @@ class AnnexBDecoder final : public StreamDecoder {
   const Options options_;
   const AVCodec* const codec_;
   FrameOutput output_;
-  std::unique_ptr<AVCodecParserContext, ParserDeleter> parser_;
-  std::unique_ptr<AVPacket, PacketDeleter> packet_;
+  AvPtr<AVCodecParserContext> parser_;
+  AvPtr<AVPacket> packet_;
   std::vector<uint8_t> window_ =
       std::vector<uint8_t>(kParseWindow + AV_INPUT_BUFFER_PADDING_SIZE);
   int64_t next_pts_ = 0;
@@ -369,7 +346,7 @@ class ContainerDecoder final : public StreamDecoder {
   absl::Status DemuxAll() {
     auto* buffer = static_cast<uint8_t*>(av_malloc(kContainerIoBytes));
     if (buffer == nullptr) return OutOfMemory();
-    std::unique_ptr<AVIOContext, IoDeleter> io(avio_alloc_context(
+    AvPtr<AVIOContext> io(avio_alloc_context(
         buffer, kContainerIoBytes, 0, this, &ContainerDecoder::Read, nullptr,
         nullptr));
     if (io == nullptr) {
@@ -389,8 +366,8 @@ class ContainerDecoder final : public StreamDecoder {
       return absl::InvalidArgumentError(absl::StrCat(
           kPrefix, "the stream is not ", name_, " (or its start is corrupt)"));
     }
-    std::unique_ptr<AVFormatContext, FormatDeleter> demuxer(raw);
-    std::unique_ptr<AVPacket, PacketDeleter> packet(av_packet_alloc());
+    AvPtr<AVFormatContext> demuxer(raw);
+    AvPtr<AVPacket> packet(av_packet_alloc());
     if (packet == nullptr) return OutOfMemory();
     std::vector<Frame> frames;
     int stream = -1;  // the video stream decoded, once one is seen

@@ -41,6 +41,15 @@ struct CallResult {
   v1::ClassifyResponse response;
 };
 
+CallResult Call(ServerProcess& server, const v1::ClassifyRequest& request) {
+  auto stub = v1::VideoClassifier::NewStub(server.Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  CallResult r;
+  r.status = stub->Classify(&context, request, &r.response);
+  return r;
+}
+
 CallResult Classify(ServerProcess& server, const std::string& model,
                     const std::string& video_bytes,
                     const v1::VideoSampling* sampling = nullptr) {
@@ -49,12 +58,14 @@ CallResult Classify(ServerProcess& server, const std::string& model,
   request.set_top_k(3);
   request.mutable_video()->set_data(video_bytes);
   if (sampling != nullptr) *request.mutable_video()->mutable_sampling() = *sampling;
-  auto stub = v1::VideoClassifier::NewStub(server.Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  CallResult r;
-  r.status = stub->Classify(&context, request, &r.response);
-  return r;
+  return Call(server, request);
+}
+
+// The call failed with `code`, and its message contains `fragment`.
+void ExpectError(const CallResult& r, grpc::StatusCode code, const std::string& fragment) {
+  EXPECT_EQ(r.status.error_code(), code) << r.status.error_message();
+  EXPECT_NE(r.status.error_message().find(fragment), std::string::npos)
+      << r.status.error_message();
 }
 
 class VideoTest : public ::testing::Test {
@@ -173,17 +184,11 @@ TEST_F(VideoTest, StrideSamplingAndItsLimits) {
   CallResult ok = Classify(*server_, "tiny", h264_, &s);  // frames 12..27 of 50
   EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
   s.set_start_seconds(1.8);  // frame 45 + 3 * 5 = 60 > 50 frames
-  CallResult past_end = Classify(*server_, "tiny", h264_, &s);
-  EXPECT_EQ(past_end.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(past_end.status.error_message().find("could not decode video"),
-            std::string::npos)
-      << past_end.status.error_message();
+  ExpectError(Classify(*server_, "tiny", h264_, &s), grpc::StatusCode::INVALID_ARGUMENT,
+              "could not decode video");
   s.set_num_frames(kT + 1);
-  CallResult wrong_t = Classify(*server_, "tiny", h264_, &s);
-  EXPECT_EQ(wrong_t.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(wrong_t.status.error_message().find("model 'tiny' takes 4 frames"),
-            std::string::npos)
-      << wrong_t.status.error_message();
+  ExpectError(Classify(*server_, "tiny", h264_, &s), grpc::StatusCode::INVALID_ARGUMENT,
+              "model 'tiny' takes 4 frames");
   ExpectStillServing();
 }
 
@@ -334,12 +339,7 @@ CallResult ClassifyUri(ServerProcess& server, const std::string& uri,
   request.set_return_logits(true);
   request.mutable_video()->set_uri(uri);
   request.mutable_video()->set_data(data);
-  auto stub = v1::VideoClassifier::NewStub(server.Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  CallResult r;
-  r.status = stub->Classify(&context, request, &r.response);
-  return r;
+  return Call(server, request);
 }
 
 // A video named by URI is read by the server under the prefixes it was
@@ -365,13 +365,11 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   upload.set_model_name("tiny");
   upload.set_return_logits(true);
   upload.mutable_video()->set_data(bytes);
-  v1::ClassifyResponse by_bytes;
-  grpc::ClientContext context;
-  ASSERT_TRUE(v1::VideoClassifier::NewStub(server->Channel())
-                  ->Classify(&context, upload, &by_bytes).ok());
+  CallResult by_bytes = Call(*server, upload);
+  ASSERT_TRUE(by_bytes.status.ok()) << by_bytes.status.error_message();
   ASSERT_EQ(by_uri.response.logits_size(), kClasses);
   for (int i = 0; i < kClasses; ++i) {
-    EXPECT_EQ(by_uri.response.logits(i), by_bytes.logits(i)) << i;
+    EXPECT_EQ(by_uri.response.logits(i), by_bytes.response.logits(i)) << i;
   }
   EXPECT_EQ(by_uri.response.video().frames(), 50);
 
@@ -380,20 +378,12 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
         absl::StrCat("file://", allowed, "/../secret.mp4"),
         absl::StrCat("file://", allowed), std::string("http://127.0.0.1:1/a.mp4"),
         std::string("/etc/passwd")}) {
-    CallResult r = ClassifyUri(*server, uri);
-    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << uri;
-    EXPECT_NE(r.status.error_message().find("is not under a prefix this server reads from"),
-              std::string::npos)
-        << r.status.error_message();
+    ExpectError(ClassifyUri(*server, uri), grpc::StatusCode::PERMISSION_DENIED,
+                "is not under a prefix this server reads from");
   }
   CallResult missing = ClassifyUri(*server, absl::StrCat("file://", allowed, "/none.mp4"));
-  EXPECT_EQ(missing.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(missing.status.error_message().find("could not read video file://"),
-            std::string::npos)
-      << missing.status.error_message();
-  EXPECT_NE(missing.status.error_message().find("No such file or directory"),
-            std::string::npos)
-      << missing.status.error_message();
+  ExpectError(missing, grpc::StatusCode::INVALID_ARGUMENT, "could not read video file://");
+  ExpectError(missing, grpc::StatusCode::INVALID_ARGUMENT, "No such file or directory");
   CallResult both = ClassifyUri(*server, absl::StrCat("file://", allowed, "/a.mp4"), bytes);
   EXPECT_EQ(both.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(both.status.error_message(), "video: set data or uri, not both");
@@ -425,11 +415,8 @@ TEST_F(VideoTest, ApproximateSamplingUsesNearbyKeyframesAndSaysWhich) {
 
 TEST_F(VideoTest, WithoutAPrefixNoUriIsRead) {
   const std::string path = absl::StrCat(dir_->path(), "/a.mp4");
-  CallResult r = ClassifyUri(*server_, absl::StrCat("file://", path));
-  EXPECT_EQ(r.status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(r.status.error_message().find("this server reads videos from no URI"),
-            std::string::npos)
-      << r.status.error_message();
+  ExpectError(ClassifyUri(*server_, absl::StrCat("file://", path)),
+              grpc::StatusCode::PERMISSION_DENIED, "this server reads videos from no URI");
   ExpectStillServing();
 }
 

@@ -43,19 +43,28 @@ struct GopCase {
 
 void PrintTo(const GopCase& c, std::ostream* os) { *os << c.name; }
 
-class DecodeExactTest : public ::testing::TestWithParam<GopCase> {};
+// Each case's video, and every one of its frames decoded in order (the
+// reference: nothing to skip, no restart).
+class DecodeExactTest : public ::testing::TestWithParam<GopCase> {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(FfmpegAvailable()) << "the ffmpeg CLI makes the test videos";
+    const GopCase& c = GetParam();
+    bytes_ = EncodeWithFfmpeg(kFrames, kWidth, kHeight, "25", c.args,
+                              c.extension, c.filter);
+    ASSERT_TRUE(bytes_.ok()) << bytes_.status();
+    all_ = DecodeClip(*bytes_, Uniform(kFrames), Whole(), Limits());
+    ASSERT_TRUE(all_.ok()) << all_.status();
+  }
+  absl::StatusOr<std::string> bytes_;
+  absl::StatusOr<Clip> all_;
+};
 
 TEST_P(DecodeExactTest, SampledFramesEqualTheFullDecodeBitForBit) {
-  ASSERT_TRUE(FfmpegAvailable()) << "the ffmpeg CLI makes the test videos";
   const GopCase& c = GetParam();
-  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
-      kFrames, kWidth, kHeight, "25", c.args, c.extension, c.filter);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const absl::StatusOr<std::string>& bytes = bytes_;
   const Geometry whole = Whole();
-
-  // Every frame, in order: nothing to skip, no restart.
-  absl::StatusOr<Clip> all = DecodeClip(*bytes, Uniform(kFrames), whole, Limits());
-  ASSERT_TRUE(all.ok()) << all.status();
+  const absl::StatusOr<Clip>& all = all_;
   ASSERT_EQ(all->source_frames, kFrames);
   EXPECT_EQ(all->restarts, 0);
   EXPECT_EQ(all->packets_decoded, kFrames);
@@ -94,14 +103,10 @@ TEST_P(DecodeExactTest, SampledFramesEqualTheFullDecodeBitForBit) {
 // still bit for bit the full decode's at the indices returned, and it never
 // decodes more than exact sampling does.
 TEST_P(DecodeExactTest, ApproximateSamplesAreNearbyKeyframesAndExactAtThem) {
-  ASSERT_TRUE(FfmpegAvailable());
   const GopCase& c = GetParam();
-  absl::StatusOr<std::string> bytes = EncodeWithFfmpeg(
-      kFrames, kWidth, kHeight, "25", c.args, c.extension, c.filter);
-  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  const absl::StatusOr<std::string>& bytes = bytes_;
   const Geometry whole = Whole();
-  absl::StatusOr<Clip> all = DecodeClip(*bytes, Uniform(kFrames), whole, Limits());
-  ASSERT_TRUE(all.ok()) << all.status();
+  const absl::StatusOr<Clip>& all = all_;
   const size_t frame_bytes = size_t{kWidth} * kHeight * 3;
   for (int n : {16, 5}) {
     absl::StatusOr<Clip> exact = DecodeClip(*bytes, Uniform(n), whole, Limits());

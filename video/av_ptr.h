@@ -1,0 +1,44 @@
+// Internal to video/: owning pointers for FFmpeg's objects, and FFmpeg's
+// error codes as text. Include after FFmpeg's own headers.
+#ifndef CLIPSERVE_VIDEO_AV_PTR_H_
+#define CLIPSERVE_VIDEO_AV_PTR_H_
+
+#include <memory>
+#include <string>
+
+extern "C" {
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/dict.h>
+#include <libavutil/error.h>
+#include <libavutil/frame.h>
+}
+
+namespace clipserve::video::internal {
+
+struct AvDeleter {
+  void operator()(AVCodecContext* c) const { avcodec_free_context(&c); }
+  void operator()(AVCodecParserContext* p) const { av_parser_close(p); }
+  void operator()(AVPacket* p) const { av_packet_free(&p); }
+  void operator()(AVFrame* f) const { av_frame_free(&f); }
+  void operator()(AVFormatContext* f) const { avformat_close_input(&f); }
+  void operator()(AVDictionary* d) const { av_dict_free(&d); }
+  // A custom AVIOContext (avio_alloc_context), with its buffer.
+  void operator()(AVIOContext* io) const {
+    if (io != nullptr) av_freep(&io->buffer);
+    avio_context_free(&io);
+  }
+};
+
+template <typename T>
+using AvPtr = std::unique_ptr<T, AvDeleter>;
+
+inline std::string AvErrorText(int code) {
+  char text[AV_ERROR_MAX_STRING_SIZE] = {0};
+  av_strerror(code, text, sizeof(text));
+  return text;
+}
+
+}  // namespace clipserve::video::internal
+
+#endif  // CLIPSERVE_VIDEO_AV_PTR_H_
