@@ -9,6 +9,7 @@
 #include "video/stream_decoder.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <memory>
@@ -79,15 +80,15 @@ class FrameOutput {
   }
   AVCodecContext* decoder() { return decoder_.get(); }
 
-  // Decodes `packet` (nullptr: the end) and appends what comes out.
-  absl::Status Decode(const AVPacket* packet, std::vector<StreamDecoder::Frame>* frames) {
+  // Decodes `packet` (nullptr: the end); what comes out goes to `sink`.
+  absl::Status Decode(const AVPacket* packet, StreamDecoder::Sink* sink) {
     int r = avcodec_send_packet(decoder_.get(), packet);
     if (r == AVERROR(EAGAIN)) {
-      if (absl::Status s = Receive(frames); !s.ok()) return s;
+      if (absl::Status s = Receive(sink); !s.ok()) return s;
       r = avcodec_send_packet(decoder_.get(), packet);
     }
     if (r < 0 && r != AVERROR(EAGAIN) && r != AVERROR_EOF) Damaged();
-    return Receive(frames);
+    return Receive(sink);
   }
 
   // A packet or stretch of bytes that was lost: wait for a keyframe.
@@ -100,7 +101,7 @@ class FrameOutput {
   int64_t dropped() const { return dropped_; }
 
  private:
-  absl::Status Receive(std::vector<StreamDecoder::Frame>* frames) {
+  absl::Status Receive(StreamDecoder::Sink* sink) {
     for (;;) {
       const int r = avcodec_receive_frame(decoder_.get(), frame_.get());
       if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return absl::OkStatus();
@@ -123,23 +124,22 @@ class FrameOutput {
         av_frame_unref(frame_.get());
         continue;
       }
-      StreamDecoder::Frame out;
-      out.index = index;
+      StreamDecoder::FrameInfo info;
+      info.index = index;
       const int64_t pts = frame_->best_effort_timestamp;
       if (time_base_.num > 0 && pts != AV_NOPTS_VALUE) {
-        out.pts = pts;
-        out.time_us = av_rescale_q(pts, time_base_, AVRational{1, 1000000});
+        info.pts = pts;
+        info.time_us = av_rescale_q(pts, time_base_, AVRational{1, 1000000});
       } else {
-        out.pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : index;
+        info.pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : index;
       }
-      out.keyframe = key;
-      out.rgb.resize(static_cast<size_t>(options_.geometry.crop_height *
-                                         options_.geometry.crop_width * 3));
-      absl::Status s = converter_.Write(
-          *frame_, index, reinterpret_cast<uint8_t*>(out.rgb.data()));
+      info.keyframe = key;
+      uint8_t* out = sink != nullptr ? sink->Place(info) : nullptr;
+      absl::Status s = out != nullptr ? converter_.Write(*frame_, index, out)
+                                      : absl::OkStatus();
       av_frame_unref(frame_.get());
       if (!s.ok()) return s;
-      frames->push_back(std::move(out));
+      if (out != nullptr) sink->Written(info);
     }
   }
 
@@ -169,8 +169,7 @@ class AnnexBDecoder final : public StreamDecoder {
     return output_.Open(codec_, nullptr, AVRational{0, 1});
   }
 
-  absl::Status Push(absl::string_view bytes,
-                    std::vector<Frame>* frames) override {
+  absl::Status Push(absl::string_view bytes, Sink* frames) override {
     // The parser reads up to AV_INPUT_BUFFER_PADDING_SIZE bytes past the
     // end of what it is given, so it parses a padded copy, a window at a
     // time (the buffer is allocated once).
@@ -201,7 +200,7 @@ class AnnexBDecoder final : public StreamDecoder {
     return absl::OkStatus();
   }
 
-  absl::Status Finish(std::vector<Frame>* frames) override {
+  absl::Status Finish(Sink* frames) override {
     uint8_t* out = nullptr;
     int out_size = 0;
     av_parser_parse2(parser_.get(), output_.decoder(), &out, &out_size,
@@ -216,7 +215,7 @@ class AnnexBDecoder final : public StreamDecoder {
   int64_t dropped_frames() const override { return output_.dropped(); }
 
  private:
-  absl::Status Decode(uint8_t* data, int size, std::vector<Frame>* frames) {
+  absl::Status Decode(uint8_t* data, int size, Sink* frames) {
     packet_->data = data;
     packet_->size = size;
     packet_->pts = next_pts_++;
@@ -264,8 +263,7 @@ class ContainerDecoder final : public StreamDecoder {
     if (thread_.joinable()) thread_.join();
   }
 
-  absl::Status Push(absl::string_view bytes,
-                    std::vector<Frame>* frames) override {
+  absl::Status Push(absl::string_view bytes, Sink* sink) override {
     std::unique_lock<std::mutex> lock(mu_);
     if (end_) {
       return absl::FailedPreconditionError(
@@ -273,42 +271,38 @@ class ContainerDecoder final : public StreamDecoder {
     }
     if (!thread_.joinable()) thread_ = std::thread([this] { Demux(); });
     input_ = bytes;
+    sink_ = sink;
     waiting_ = false;
     wake_demuxer_.notify_all();
-    // Until the demuxer has taken every byte and waits for more (or is done).
+    // Until the demuxer has taken every byte and waits for more (or is
+    // done): every frame those bytes complete has gone to `sink` by then.
     wake_caller_.wait(lock, [this] { return (waiting_ && input_.empty()) || done_; });
     input_ = absl::string_view();
-    return Collect(frames);
+    sink_ = nullptr;
+    return status_;
   }
 
-  absl::Status Finish(std::vector<Frame>* frames) override {
+  absl::Status Finish(Sink* sink) override {
     {
       std::lock_guard<std::mutex> lock(mu_);
       end_ = true;
+      sink_ = sink;
     }
     wake_demuxer_.notify_all();
     if (thread_.joinable()) thread_.join();
     std::lock_guard<std::mutex> lock(mu_);
-    return Collect(frames);
-  }
-
-  int64_t corrupt_packets() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return corrupt_;
-  }
-  int64_t dropped_frames() const override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return dropped_;
-  }
-
- private:
-  // Called with mu_ held.
-  absl::Status Collect(std::vector<Frame>* frames) {
-    for (Frame& f : ready_) frames->push_back(std::move(f));
-    ready_.clear();
+    sink_ = nullptr;
     return status_;
   }
 
+  int64_t corrupt_packets() const override {
+    return corrupt_.load(std::memory_order_relaxed);
+  }
+  int64_t dropped_frames() const override {
+    return dropped_.load(std::memory_order_relaxed);
+  }
+
+ private:
   // libavformat's read callback, on the demuxer's thread.
   static int Read(void* opaque, uint8_t* buf, int n) {
     auto* self = static_cast<ContainerDecoder*>(opaque);
@@ -318,6 +312,9 @@ class ContainerDecoder final : public StreamDecoder {
       self->wake_caller_.notify_all();
       self->wake_demuxer_.wait(lock);
     }
+    // The frames these bytes complete go to this call's sink (frames of
+    // earlier bytes all went out before the earlier Push() returned).
+    self->current_sink_ = self->sink_;
     if (self->abort_ || self->input_.empty()) return AVERROR_EOF;
     const size_t take = std::min(self->input_.size(), static_cast<size_t>(n));
     std::memcpy(buf, self->input_.data(), take);
@@ -334,13 +331,10 @@ class ContainerDecoder final : public StreamDecoder {
     wake_caller_.notify_all();
   }
 
-  // Hands the frames decoded so far to the caller's side.
-  void Publish(std::vector<Frame>* frames) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (Frame& f : *frames) ready_.push_back(std::move(f));
-    frames->clear();
-    corrupt_ = output_.corrupt();
-    dropped_ = output_.dropped();
+  // The counts, for the caller's side.
+  void PublishCounts() {
+    corrupt_.store(output_.corrupt(), std::memory_order_relaxed);
+    dropped_.store(output_.dropped(), std::memory_order_relaxed);
   }
 
   absl::Status DemuxAll() {
@@ -369,7 +363,6 @@ class ContainerDecoder final : public StreamDecoder {
     AvPtr<AVFormatContext> demuxer(raw);
     AvPtr<AVPacket> packet(av_packet_alloc());
     if (packet == nullptr) return OutOfMemory();
-    std::vector<Frame> frames;
     int stream = -1;  // the video stream decoded, once one is seen
     // Read errors in a row with no byte consumed: the demuxer is stuck.
     int stuck = 0;
@@ -430,18 +423,18 @@ class ContainerDecoder final : public StreamDecoder {
         if ((packet->flags & AV_PKT_FLAG_CORRUPT) != 0 || Lost(*packet)) {
           output_.Damaged();
         }
-        decoded = output_.Decode(packet.get(), &frames);
+        decoded = output_.Decode(packet.get(), current_sink_);
       }
       av_packet_unref(packet.get());
+      PublishCounts();
       if (!decoded.ok()) return decoded;
-      if (!frames.empty()) Publish(&frames);
     }
     if (stream < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat(kPrefix, "the ", name_, " stream holds no video"));
     }
-    absl::Status flushed = output_.Decode(nullptr, &frames);
-    Publish(&frames);
+    absl::Status flushed = output_.Decode(nullptr, current_sink_);
+    PublishCounts();
     return flushed;
   }
 
@@ -468,6 +461,7 @@ class ContainerDecoder final : public StreamDecoder {
   const char* const demuxers_;
   const char* const name_;
   FrameOutput output_;  // the demuxer's thread's only, as are:
+  Sink* current_sink_ = nullptr;  // (set in Read(), under mu_)
   int64_t last_dts_ = AV_NOPTS_VALUE;
   int64_t min_step_ = 0;
   std::thread thread_;
@@ -481,12 +475,26 @@ class ContainerDecoder final : public StreamDecoder {
   bool abort_ = false;       // destruction: stop now
   bool done_ = false;        // the demuxer's thread has finished
   absl::Status status_;
-  std::vector<Frame> ready_;
-  int64_t corrupt_ = 0;
-  int64_t dropped_ = 0;
+  Sink* sink_ = nullptr;     // while Push() or Finish() waits
+  std::atomic<int64_t> corrupt_{0};
+  std::atomic<int64_t> dropped_{0};
 };
 
 }  // namespace
+
+uint8_t* FrameCollector::Place(const StreamDecoder::FrameInfo& info) {
+  // A frame placed but never written (its conversion failed) is replaced.
+  if (!placed_) frames.emplace_back();
+  StreamDecoder::Frame& frame = frames.back();
+  static_cast<StreamDecoder::FrameInfo&>(frame) = info;
+  frame.rgb.resize(frame_bytes_);
+  placed_ = true;
+  return reinterpret_cast<uint8_t*>(frame.rgb.data());
+}
+
+void FrameCollector::Written(const StreamDecoder::FrameInfo& /*info*/) {
+  placed_ = false;
+}
 
 absl::StatusOr<std::unique_ptr<StreamDecoder>> StreamDecoder::Create(
     const Options& options) {

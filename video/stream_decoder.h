@@ -4,7 +4,7 @@
 //   StreamDecoder::Options o;
 //   o.format = "h264";                    // or "hevc", "mpegts", "fmp4"
 //   auto d = StreamDecoder::Create(o);
-//   std::vector<StreamDecoder::Frame> frames;
+//   FrameCollector frames(o.geometry);       // or a Sink of your own
 //   (*d)->Push(bytes_from_the_camera, &frames);   // any split, any size
 //   ...
 //   (*d)->Finish(&frames);                        // what is still buffered
@@ -52,17 +52,35 @@ class StreamDecoder {
     int threads = 1;
   };
 
-  struct Frame {
-    // crop_height x crop_width x 3 bytes, RGB.
-    std::string rgb;
-    // Position among the frames the stream has produced so far (corrupt and
-    // dropped frames count too, so gaps show), and the codec's timestamp
-    // (Annex B, which carries none: the frame's index), and that time in
-    // microseconds from the container's clock (-1 for Annex B).
+  // A decoded frame's place in the stream: its position among the frames
+  // the stream has produced so far (corrupt and dropped frames count too,
+  // so gaps show), the codec's timestamp (Annex B, which carries none: the
+  // frame's index), and that time in microseconds on the container's clock
+  // (-1 for Annex B).
+  struct FrameInfo {
     int64_t index = 0;
     int64_t pts = 0;
     int64_t time_us = -1;
     bool keyframe = false;
+  };
+
+  // Where decoded frames go. Called only while Push() or Finish() runs
+  // (for container formats from the decoder's own thread, while the caller
+  // waits in them), in frame order.
+  class Sink {
+   public:
+    virtual ~Sink() = default;
+    // Where frame `info` is to be written (crop_height x crop_width x 3
+    // bytes, RGB), or nullptr if nothing wants it: it is then never
+    // converted.
+    virtual uint8_t* Place(const FrameInfo& info) = 0;
+    // The frame Place() gave a place to has been written there.
+    virtual void Written(const FrameInfo& info) = 0;
+  };
+
+  // A frame as FrameCollector keeps it.
+  struct Frame : FrameInfo {
+    std::string rgb;  // crop_height x crop_width x 3 bytes, RGB
   };
 
   // INVALID_ARGUMENT for an unknown format or bad geometry.
@@ -70,19 +88,34 @@ class StreamDecoder {
       const Options& options);
   virtual ~StreamDecoder() = default;
 
-  // Feeds `bytes`; appends the frames that are complete to *frames.
-  // INVALID_ARGUMENT only when a frame is outside Limits or the container
-  // cannot be opened (the stream cannot go on; later calls repeat it);
-  // corrupt data is skipped and counted.
-  virtual absl::Status Push(absl::string_view bytes,
-                            std::vector<Frame>* frames) = 0;
-  // The end of the stream: appends the frames still buffered.
-  virtual absl::Status Finish(std::vector<Frame>* frames) = 0;
+  // Feeds `bytes`; the frames they complete go to `sink`. INVALID_ARGUMENT
+  // only when a frame is outside Limits or the container cannot be opened
+  // (the stream cannot go on; later calls repeat it); corrupt data is
+  // skipped and counted.
+  virtual absl::Status Push(absl::string_view bytes, Sink* sink) = 0;
+  // The end of the stream: the frames still buffered go to `sink`.
+  virtual absl::Status Finish(Sink* sink) = 0;
 
   // Packets (or frames) that failed to decode, and frames dropped while
   // waiting for a keyframe after one.
   virtual int64_t corrupt_packets() const = 0;
   virtual int64_t dropped_frames() const = 0;
+};
+
+// A Sink that keeps every frame, a string each (tests and tools; a server
+// writes frames where they are needed instead).
+class FrameCollector final : public StreamDecoder::Sink {
+ public:
+  explicit FrameCollector(const Geometry& geometry)
+      : frame_bytes_(static_cast<size_t>(geometry.crop_height * geometry.crop_width * 3)) {}
+  uint8_t* Place(const StreamDecoder::FrameInfo& info) override;
+  void Written(const StreamDecoder::FrameInfo& info) override;
+
+  std::vector<StreamDecoder::Frame> frames;
+
+ private:
+  const size_t frame_bytes_;
+  bool placed_ = false;  // frames.back() awaits Written()
 };
 
 }  // namespace clipserve::video

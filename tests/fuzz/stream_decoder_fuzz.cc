@@ -27,12 +27,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto decoder = StreamDecoder::Create(options);
   if (!decoder.ok()) std::abort();
   const absl::string_view bytes(reinterpret_cast<const char*>(data) + 1, size - 1);
-  std::vector<StreamDecoder::Frame> frames;
+  clipserve::video::FrameCollector sink(options.geometry);
+  const std::vector<StreamDecoder::Frame>& frames = sink.frames;
   absl::Status status;
   for (size_t at = 0; at < bytes.size() && status.ok(); at += piece) {
-    status = (*decoder)->Push(bytes.substr(at, piece), &frames);
+    status = (*decoder)->Push(bytes.substr(at, piece), &sink);
   }
-  if (status.ok()) status = (*decoder)->Finish(&frames);
+  if (status.ok()) status = (*decoder)->Finish(&sink);
   if (!status.ok() && status.code() != absl::StatusCode::kInvalidArgument &&
       status.code() != absl::StatusCode::kResourceExhausted) {
     std::fprintf(stderr, "unexpected status: %s\n", status.ToString().c_str());

@@ -75,13 +75,14 @@ TEST(StreamDecoderTest, PiecesOfAnySizeGiveEveryFrameInOrder) {
   for (size_t max_piece : {size_t{1}, size_t{7}, size_t{1000}, stream.size()}) {
     auto d = StreamDecoder::Create(WholeFrames());
     ASSERT_TRUE(d.ok()) << d.status();
-    std::vector<StreamDecoder::Frame> frames;
+    FrameCollector sink(WholeFrames().geometry);
+    std::vector<StreamDecoder::Frame>& frames = sink.frames;
     for (size_t at = 0; at < stream.size();) {
       const size_t n = std::min(stream.size() - at, 1 + rng() % max_piece);
-      ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, n), &frames).ok());
+      ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, n), &sink).ok());
       at += n;
     }
-    ASSERT_TRUE((*d)->Finish(&frames).ok());
+    ASSERT_TRUE((*d)->Finish(&sink).ok());
     EXPECT_EQ(Shown(frames), want) << "pieces of up to " << max_piece;
     EXPECT_EQ((*d)->corrupt_packets(), 0);
     EXPECT_EQ((*d)->dropped_frames(), 0);
@@ -102,11 +103,12 @@ TEST(StreamDecoderTest, ACorruptStretchCostsOnlyTheFramesBeforeTheNextKeyframe) 
   for (size_t i = from; i < from + 400; ++i) stream[i] = static_cast<char>(rng());
   auto d = StreamDecoder::Create(WholeFrames());
   ASSERT_TRUE(d.ok());
-  std::vector<StreamDecoder::Frame> frames;
+  FrameCollector sink(WholeFrames().geometry);
+  std::vector<StreamDecoder::Frame>& frames = sink.frames;
   for (size_t at = 0; at < stream.size(); at += 512) {
-    ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, 512), &frames).ok());
+    ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, 512), &sink).ok());
   }
-  ASSERT_TRUE((*d)->Finish(&frames).ok());
+  ASSERT_TRUE((*d)->Finish(&sink).ok());
   ExpectDamageCostsOnlyTheFirstGop(**d, frames);
 }
 
@@ -154,14 +156,15 @@ TEST_P(ContainerStreamTest, PiecesOfAnySizeGiveEveryFrameInOrderWithItsTime) {
   for (size_t max_piece : {size_t{5000}, stream.size(), size_t{188}, size_t{1}}) {
     auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
     ASSERT_TRUE(d.ok()) << d.status();
-    std::vector<StreamDecoder::Frame> frames;
+    FrameCollector sink(WholeFrames().geometry);
+    std::vector<StreamDecoder::Frame>& frames = sink.frames;
     for (size_t at = 0; at < stream.size();) {
       const size_t n = std::min(stream.size() - at, 1 + rng() % max_piece);
-      absl::Status s = (*d)->Push(absl::string_view(stream).substr(at, n), &frames);
+      absl::Status s = (*d)->Push(absl::string_view(stream).substr(at, n), &sink);
       ASSERT_TRUE(s.ok()) << s;
       at += n;
     }
-    absl::Status finished = (*d)->Finish(&frames);
+    absl::Status finished = (*d)->Finish(&sink);
     ASSERT_TRUE(finished.ok()) << finished << ", pieces of up to " << max_piece;
     EXPECT_EQ(Shown(frames), want) << "pieces of up to " << max_piece;
     EXPECT_EQ((*d)->corrupt_packets(), 0);
@@ -179,16 +182,17 @@ TEST_P(ContainerStreamTest, FramesComeAsTheBytesDoNotAtTheEnd) {
   const std::string& stream = stream_;
   std::unique_ptr<StreamDecoder> d = NewDecoder();
   ASSERT_NE(d, nullptr);
-  std::vector<StreamDecoder::Frame> frames;
+  FrameCollector sink(WholeFrames().geometry);
+  std::vector<StreamDecoder::Frame>& frames = sink.frames;
   const size_t half = stream.size() / 2;
-  ASSERT_TRUE(d->Push(absl::string_view(stream).substr(0, half), &frames).ok());
+  ASSERT_TRUE(d->Push(absl::string_view(stream).substr(0, half), &sink).ok());
   // Half the bytes give about half the frames (the demuxer and the decoder
   // hold back a few at most).
   EXPECT_GT(frames.size(), size_t{kFrames / 4});
   EXPECT_LT(frames.size(), size_t{kFrames});
   const size_t early = frames.size();
-  ASSERT_TRUE(d->Push(absl::string_view(stream).substr(half), &frames).ok());
-  ASSERT_TRUE(d->Finish(&frames).ok());
+  ASSERT_TRUE(d->Push(absl::string_view(stream).substr(half), &sink).ok());
+  ASSERT_TRUE(d->Finish(&sink).ok());
   EXPECT_EQ(frames.size(), size_t{kFrames});
   EXPECT_GT(frames.size(), early);
 }
@@ -196,8 +200,9 @@ TEST_P(ContainerStreamTest, FramesComeAsTheBytesDoNotAtTheEnd) {
 TEST_P(ContainerStreamTest, DestroyedMidStreamItStopsAtOnce) {
   std::unique_ptr<StreamDecoder> d = NewDecoder();
   ASSERT_NE(d, nullptr);
-  std::vector<StreamDecoder::Frame> frames;
-  ASSERT_TRUE(d->Push(absl::string_view(stream_).substr(0, stream_.size() / 3), &frames).ok());
+  FrameCollector sink(WholeFrames().geometry);
+  std::vector<StreamDecoder::Frame>& frames = sink.frames;
+  ASSERT_TRUE(d->Push(absl::string_view(stream_).substr(0, stream_.size() / 3), &sink).ok());
   EXPECT_FALSE(frames.empty());
   d.reset();  // its demuxer waits for bytes that never come: must not hang
 }
@@ -208,14 +213,15 @@ TEST_P(ContainerStreamTest, BytesOfAnotherKindEndTheStreamWithInvalidArgument) {
   for (char& c : junk) c = static_cast<char>(rng());
   auto d = StreamDecoder::Create(ContainerFrames(GetParam()));
   ASSERT_TRUE(d.ok());
-  std::vector<StreamDecoder::Frame> frames;
-  absl::Status s = (*d)->Push(junk, &frames);
-  if (s.ok()) s = (*d)->Finish(&frames);
+  FrameCollector sink(WholeFrames().geometry);
+  std::vector<StreamDecoder::Frame>& frames = sink.frames;
+  absl::Status s = (*d)->Push(junk, &sink);
+  if (s.ok()) s = (*d)->Finish(&sink);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_THAT(std::string(s.message()), ::testing::StartsWith("could not decode video: "));
   EXPECT_TRUE(frames.empty());
   // It stays ended.
-  EXPECT_FALSE((*d)->Push("more", &frames).ok());
+  EXPECT_FALSE((*d)->Push("more", &sink).ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, ContainerStreamTest,
@@ -230,12 +236,46 @@ TEST(ContainerStreamTest, ACorruptStretchOfATransportStreamCostsOnlyTheFramesBef
   for (size_t i = from; i < from + 2000; ++i) stream[i] = static_cast<char>(rng());
   auto d = StreamDecoder::Create(ContainerFrames("mpegts"));
   ASSERT_TRUE(d.ok());
-  std::vector<StreamDecoder::Frame> frames;
+  FrameCollector sink(WholeFrames().geometry);
+  std::vector<StreamDecoder::Frame>& frames = sink.frames;
   for (size_t at = 0; at < stream.size(); at += 1316) {
-    ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, 1316), &frames).ok());
+    ASSERT_TRUE((*d)->Push(absl::string_view(stream).substr(at, 1316), &sink).ok());
   }
-  ASSERT_TRUE((*d)->Finish(&frames).ok());
+  ASSERT_TRUE((*d)->Finish(&sink).ok());
   ExpectDamageCostsOnlyTheFirstGop(**d, frames);
+}
+
+// A sink that wants every third frame, into one reused buffer.
+class EveryThird final : public StreamDecoder::Sink {
+ public:
+  uint8_t* Place(const StreamDecoder::FrameInfo& info) override {
+    offered.push_back(static_cast<int>(info.index));
+    return info.index % 3 == 0 ? buffer.data() : nullptr;
+  }
+  void Written(const StreamDecoder::FrameInfo& info) override {
+    written.push_back(static_cast<int>(info.index));
+    shown.push_back(ReadIndex(buffer.data(), kWidth, kHeight));
+  }
+  std::vector<uint8_t> buffer = std::vector<uint8_t>(size_t{kWidth} * kHeight * 3);
+  std::vector<int> offered, written, shown;
+};
+
+TEST_P(ContainerStreamTest, ASinkGetsOnlyTheFramesItAsksForWrittenWhereItSays) {
+  std::unique_ptr<StreamDecoder> d = NewDecoder();
+  ASSERT_NE(d, nullptr);
+  EveryThird sink;
+  for (size_t at = 0; at < stream_.size(); at += 4096) {
+    ASSERT_TRUE(d->Push(absl::string_view(stream_).substr(at, 4096), &sink).ok());
+  }
+  ASSERT_TRUE(d->Finish(&sink).ok());
+  std::vector<int> all(kFrames), thirds;
+  for (int i = 0; i < kFrames; ++i) {
+    all[i] = i;
+    if (i % 3 == 0) thirds.push_back(i);
+  }
+  EXPECT_EQ(sink.offered, all);
+  EXPECT_EQ(sink.written, thirds);
+  EXPECT_EQ(sink.shown, thirds);
 }
 
 TEST(StreamDecoderTest, UnknownCodecIsRefused) {
