@@ -23,7 +23,11 @@
 // its position in the stream. A corrupt packet does not stop the stream:
 // the decoder drops what it cannot decode, waits for the next keyframe
 // (frames that would reference the damage are not returned), and counts it
-// in corrupt_packets(). A container stream that cannot be opened (its first
+// in corrupt_packets(). In a container, a packet flagged corrupt, or a jump
+// of the decode timestamps by more than 3 of the shortest steps seen (lost
+// transport packets carry no other sign), counts as damage the same way; a
+// source that pauses mid-GOP for longer than that costs the frames up to its
+// next keyframe. A container stream that cannot be opened (its first
 // bytes are not that container) ends with INVALID_ARGUMENT from Push() or
 // Finish(). Not thread-safe: one stream, one caller at a time.
 #ifndef CLIPSERVE_VIDEO_STREAM_DECODER_H_
