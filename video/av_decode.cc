@@ -120,14 +120,6 @@ using internal::AvErrorText;
 using internal::AvPtr;
 using PacketPtr = AvPtr<AVPacket>;
 
-// FFmpeg logs corrupt input on stderr; only its errors get through.
-void QuietFfmpegOnce() {
-  static const bool once = [] {
-    av_log_set_level(AV_LOG_ERROR);
-    return true;
-  }();
-  (void)once;
-}
 
 
 // One demuxed packet of the video stream.
@@ -228,7 +220,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
     return VideoError("invalid decode device \"", options.device,
                       "\"; must be cpu or cuda");
   }
-  QuietFfmpegOnce();
+  internal::QuietFfmpegOnce();
 
   // Open, from memory, with the accepted demuxers only.
   MemoryInput input{reinterpret_cast<const uint8_t*>(bytes.data()),
@@ -401,19 +393,16 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
         static_cast<int64_t>(k);
   }
   // Decoded frames are matched to packets by timestamp when every packet
-  // has one, else by arrival (decode order = presentation order then).
-  std::vector<std::pair<int64_t, int64_t>> pts_to_packet;
-  if (all_pts) {
-    for (int64_t i = 0; i < total; ++i) pts_to_packet.emplace_back(packets[i].pts, i);
-    std::sort(pts_to_packet.begin(), pts_to_packet.end());
-  }
+  // has one (`order` is sorted by it), else by arrival (decode order =
+  // presentation order then).
   const auto packet_of_frame = [&](const AVFrame& f, int64_t arrival) -> int64_t {
     if (!all_pts) return arrival;
     const int64_t pts =
         f.pts != AV_NOPTS_VALUE ? f.pts : f.best_effort_timestamp;
-    auto it = std::lower_bound(pts_to_packet.begin(), pts_to_packet.end(),
-                               std::make_pair(pts, int64_t{0}));
-    return it != pts_to_packet.end() && it->first == pts ? it->second : -1;
+    auto it = std::lower_bound(
+        order.begin(), order.end(), pts,
+        [&packets](int64_t p, int64_t value) { return packets[p].pts < value; });
+    return it != order.end() && packets[*it].pts == pts ? *it : -1;
   };
 
   // 3. Decode: per sampled frame, decode on or restart at a keyframe.

@@ -1,5 +1,5 @@
-// Internal to video/: owning pointers for FFmpeg's objects, and FFmpeg's
-// error codes as text. Include after FFmpeg's own headers.
+// Internal to video/: owning pointers for FFmpeg's objects, FFmpeg's error
+// codes as text, and how much FFmpeg logs.
 #ifndef CLIPSERVE_VIDEO_AV_PTR_H_
 #define CLIPSERVE_VIDEO_AV_PTR_H_
 
@@ -12,6 +12,7 @@ extern "C" {
 #include <libavutil/dict.h>
 #include <libavutil/error.h>
 #include <libavutil/frame.h>
+#include <libavutil/log.h>
 }
 
 namespace clipserve::video::internal {
@@ -37,6 +38,16 @@ inline std::string AvErrorText(int code) {
   char text[AV_ERROR_MAX_STRING_SIZE] = {0};
   av_strerror(code, text, sizeof(text));
   return text;
+}
+
+// FFmpeg logs corrupt input on stderr; only its errors get through
+// (process-wide; every entry point calls this before FFmpeg does anything).
+inline void QuietFfmpegOnce() {
+  static const bool once = [] {
+    av_log_set_level(AV_LOG_ERROR);
+    return true;
+  }();
+  (void)once;
 }
 
 }  // namespace clipserve::video::internal

@@ -32,6 +32,7 @@ absl::StatusOr<std::string> ReadVideoUri(
     absl::string_view uri, const UriPolicy& policy, const Limits& limits,
     std::chrono::steady_clock::time_point deadline) {
   if (absl::Status s = CheckUri(uri, policy); !s.ok()) return s;
+  internal::QuietFfmpegOnce();
   const std::string name(uri);
   const auto failed = [&name](absl::string_view why) {
     return absl::InvalidArgumentError(

@@ -40,6 +40,11 @@ using internal::kPrefix;
 using internal::AvErrorText;
 using internal::AvPtr;
 
+absl::Status PushAfterFinish() {
+  return absl::FailedPreconditionError(
+      absl::StrCat(kPrefix, "Push() after Finish()"));
+}
+
 absl::Status OutOfMemory() {
   return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
 }
@@ -170,6 +175,7 @@ class AnnexBDecoder final : public StreamDecoder {
   }
 
   absl::Status Push(absl::string_view bytes, Sink* frames) override {
+    if (finished_) return PushAfterFinish();
     // The parser reads up to AV_INPUT_BUFFER_PADDING_SIZE bytes past the
     // end of what it is given, so it parses a padded copy, a window at a
     // time (the buffer is allocated once).
@@ -201,6 +207,8 @@ class AnnexBDecoder final : public StreamDecoder {
   }
 
   absl::Status Finish(Sink* frames) override {
+    if (finished_) return absl::OkStatus();
+    finished_ = true;
     uint8_t* out = nullptr;
     int out_size = 0;
     av_parser_parse2(parser_.get(), output_.decoder(), &out, &out_size,
@@ -231,6 +239,7 @@ class AnnexBDecoder final : public StreamDecoder {
   std::vector<uint8_t> window_ =
       std::vector<uint8_t>(kParseWindow + AV_INPUT_BUFFER_PADDING_SIZE);
   int64_t next_pts_ = 0;
+  bool finished_ = false;
 };
 
 // libavformat's read buffer. Demuxers step back a few bytes now and then
@@ -265,10 +274,7 @@ class ContainerDecoder final : public StreamDecoder {
 
   absl::Status Push(absl::string_view bytes, Sink* sink) override {
     std::unique_lock<std::mutex> lock(mu_);
-    if (end_) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(kPrefix, "Push() after Finish()"));
-    }
+    if (end_) return PushAfterFinish();
     if (!thread_.joinable()) thread_ = std::thread([this] { Demux(); });
     input_ = bytes;
     sink_ = sink;
@@ -506,7 +512,7 @@ absl::StatusOr<std::unique_ptr<StreamDecoder>> StreamDecoder::Create(
         kPrefix, "invalid decode threads ", options.threads,
         "; must be in [0, 64]"));
   }
-  av_log_set_level(AV_LOG_ERROR);
+  internal::QuietFfmpegOnce();
   if (options.format == "mpegts") {
     return std::unique_ptr<StreamDecoder>(
         std::make_unique<ContainerDecoder>(options, "mpegts", "MPEG-TS"));

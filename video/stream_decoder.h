@@ -97,7 +97,8 @@ class StreamDecoder {
   // (the stream cannot go on; later calls repeat it); corrupt data is
   // skipped and counted.
   virtual absl::Status Push(absl::string_view bytes, Sink* sink) = 0;
-  // The end of the stream: the frames still buffered go to `sink`.
+  // The end of the stream: the frames still buffered go to `sink`. A Push()
+  // after it is FAILED_PRECONDITION.
   virtual absl::Status Finish(Sink* sink) = 0;
 
   // Packets (or frames) that failed to decode, and frames dropped while

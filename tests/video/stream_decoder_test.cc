@@ -278,6 +278,33 @@ TEST_P(ContainerStreamTest, ASinkGetsOnlyTheFramesItAsksForWrittenWhereItSays) {
   EXPECT_EQ(sink.shown, thirds);
 }
 
+TEST(StreamDecoderTest, BadThreadCountsAreRefused) {
+  for (int threads : {-1, 65}) {
+    StreamDecoder::Options o = WholeFrames();
+    o.threads = threads;
+    auto d = StreamDecoder::Create(o);
+    EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << threads;
+    EXPECT_THAT(std::string(d.status().message()),
+                ::testing::HasSubstr("invalid decode threads " + std::to_string(threads)));
+  }
+}
+
+// Every format: bytes after the end are refused, not silently dropped.
+TEST(StreamDecoderTest, PushAfterFinishIsFailedPrecondition) {
+  for (const char* format : {"h264", "hevc", "mpegts", "fmp4"}) {
+    StreamDecoder::Options o = WholeFrames();
+    o.format = format;
+    auto d = StreamDecoder::Create(o);
+    ASSERT_TRUE(d.ok()) << d.status();
+    FrameCollector sink(o.geometry);
+    ASSERT_TRUE((*d)->Finish(&sink).ok()) << format;
+    absl::Status s = (*d)->Push("\x00\x00\x00\x01", &sink);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << format << ": " << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("Push() after Finish()"));
+    EXPECT_TRUE(sink.frames.empty());
+  }
+}
+
 TEST(StreamDecoderTest, UnknownCodecIsRefused) {
   StreamDecoder::Options o = WholeFrames();
   o.format = "vp9";
