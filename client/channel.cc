@@ -1,6 +1,7 @@
 #include "client/channel.h"
 
 #include <grpcpp/create_channel.h>
+#include <grpc/grpc.h>
 #include <grpcpp/security/credentials.h>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +14,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   grpc::ChannelArguments args;
   args.SetMaxSendMessageSize(-1);
   args.SetMaxReceiveMessageSize(-1);
+  if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (!options.tls) {
     return grpc::CreateCustomChannel(options.address,
                                      grpc::InsecureChannelCredentials(), args);
@@ -35,7 +37,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
                                    args);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannelFromFlags(const FlagReader& flags) {
+ChannelOptions ChannelOptionsFromFlags(const FlagReader& flags) {
   ChannelOptions options;
   options.address = flags.String("server", options.address);
   options.ca_file = flags.String("ssl-ca", "");
@@ -43,6 +45,11 @@ std::shared_ptr<grpc::Channel> MakeChannelFromFlags(const FlagReader& flags) {
   options.key_file = flags.String("ssl-key", "");
   options.tls = flags.Has("ssl") || !options.ca_file.empty() ||
                 !options.cert_file.empty() || !options.key_file.empty();
+  return options;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannelFromFlags(const FlagReader& flags) {
+  const ChannelOptions options = ChannelOptionsFromFlags(flags);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options);
   if (!channel.ok()) flags.Fail(std::string(channel.status().message()));
   return *std::move(channel);

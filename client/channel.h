@@ -23,6 +23,10 @@ struct ChannelOptions {
   std::string ca_file;
   std::string cert_file;
   std::string key_file;
+  // A connection of its own, not shared with other channels to the same
+  // address (a local subchannel pool): load that should spread over several
+  // connections.
+  bool own_connection = false;
 };
 
 // A channel with no send or receive size limit. INVALID_ARGUMENT when a
@@ -37,6 +41,8 @@ inline const std::vector<std::string> kChannelFlags = {"server", "ssl-ca",
                                                        "ssl-cert", "ssl-key"};
 inline const std::vector<std::string> kChannelSwitches = {"ssl"};
 std::shared_ptr<grpc::Channel> MakeChannelFromFlags(const FlagReader& flags);
+// The options those flags give (no file is read yet).
+ChannelOptions ChannelOptionsFromFlags(const FlagReader& flags);
 
 
 }  // namespace clipserve::client

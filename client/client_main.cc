@@ -1,15 +1,18 @@
 // clipserve-client: classifies one clip or video with a clipserve server.
+#include <cmath>
 #include <cstdio>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "client/channel.h"
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/npy.h"
+#include "client/stream_command.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "video/decode.h"
@@ -19,6 +22,7 @@ namespace {
 using clipserve::client::FlagReader;
 
 constexpr const char* kUsage = R"(Usage: clipserve-client [flags] [classify] [FILE]
+       clipserve-client [flags] stream SOURCE
        clipserve-client [flags] metadata
        clipserve-client [flags] health [--service NAME]
 
@@ -58,6 +62,34 @@ Flags:
  health:
   --service NAME       Service or model to ask about (default "": the
                        server as a whole).
+ stream (--model, --top-k and the server flags as above):
+  --model-version V    Model version (default: the loaded one; --version too).
+  --window N           Frames per window (default 0: the model's T).
+  --stride N           Frames between window starts (default 0: --window).
+  --frame-step N       Use every N-th decoded frame (default 0: every one).
+  --target-fps F       Or: about F frames per second of stream time.
+  --priority P         Scheduling priority of every window (default 0: the
+                       model's default).
+  --every-window       Answer every window however late (default: a window
+                       still queued when the next is ready is dropped).
+  --realtime           Push a local file at its own pace (packet times);
+                       default: as fast as the server reads.
+  --seconds S          Half-close after S seconds (default: at the file's
+                       end; a URL runs until the server ends it or Ctrl-C).
+  --rtsp-tcp           URL sources: RTSP over TCP.
+  --replay-speed X     file:// sources: X times real time (default 1;
+                       negative: as fast as the server decodes).
+  --max-reconnects N   URL sources: reconnects before giving up (default 0:
+                       the server's 5; -1: never give up).
+
+"stream" classifies a live stream over sliding windows (ClassifyStream).
+SOURCE is a URL the server pulls (rtsp, rtsps, http, https, udp, file), or
+a local file pushed to it: .ts/.m2ts as MPEG-TS, .h264/.264 and
+.hevc/.h265/.265 as Annex B, anything else (e.g. .mp4, .mkv) remuxed here to
+MPEG-TS (H.264 or HEVC video only). It prints the stream's settings, a line
+per window (top-k, frames, times, latency from the last frame's arrival) and
+per event, then a summary; Ctrl-C half-closes (the server answers what it
+has), a second Ctrl-C aborts.
 
 "metadata" prints what the model takes and gives. "health" asks
 grpc.health.v1 and prints SERVING or NOT_SERVING; it exits 0 only when
@@ -73,6 +105,39 @@ int PrintError(const grpc::Status& status) {
                static_cast<int>(status.error_code()),
                status.error_message().c_str());
   return static_cast<int>(status.error_code());
+}
+
+int RunStream(const FlagReader& flags, const std::shared_ptr<grpc::Channel>& channel,
+              const std::vector<std::string>& words) {
+  using namespace clipserve;
+  if (words.size() != 1) flags.Fail("stream takes one SOURCE (a URL or a local file)");
+  client::StreamCommandOptions o;
+  o.source = words.front();
+  v1::StreamOpen& open = o.open;
+  open.set_model_name(flags.String("model", ""));
+  open.set_model_version(flags.String("model-version", flags.String("version", "")));
+  open.set_window_frames(static_cast<int32_t>(flags.Int("window", 0, 0, 1 << 20)));
+  open.set_stride_frames(static_cast<int32_t>(flags.Int("stride", 0, 0, 1 << 20)));
+  open.set_frame_step(static_cast<int32_t>(flags.Int("frame-step", 0, 0, 1 << 20)));
+  open.set_target_fps(flags.Double("target-fps", 0));
+  if (open.frame_step() > 1 && open.target_fps() > 0) {
+    flags.Fail("give --frame-step or --target-fps, not both");
+  }
+  open.set_top_k(static_cast<int32_t>(flags.Int("top-k", 5, 1, 1 << 20)));
+  open.set_priority(static_cast<uint32_t>(flags.Int("priority", 0, 0, UINT32_MAX)));
+  open.set_every_window(flags.Has("every-window"));
+  v1::SourceOptions* source = open.mutable_source();
+  source->set_rtsp_tcp(flags.Has("rtsp-tcp"));
+  const std::string speed = flags.String("replay-speed", "0");
+  double replay_speed = 0;
+  if (!absl::SimpleAtod(speed, &replay_speed) || !std::isfinite(replay_speed)) {
+    flags.Fail(absl::StrCat("--replay-speed must be a number, got \"", speed, "\""));
+  }
+  source->set_replay_speed(replay_speed);
+  source->set_max_reconnects(static_cast<int32_t>(flags.Int("max-reconnects", 0, -1, 1 << 20)));
+  o.realtime = flags.Has("realtime");
+  o.seconds = flags.Double("seconds", 0);
+  return client::RunStreamCommand(channel, o);
 }
 
 int UsageFailure(const std::string& message) {
@@ -117,9 +182,12 @@ int main(int argc, char** argv) {
   using namespace clipserve;
   std::vector<std::string> known = {"model", "version", "dtype", "frames", "height",
                                     "width", "seed", "top-k", "timeout-ms", "service",
-                                    "num-frames", "start-seconds", "stride"};
+                                    "num-frames", "start-seconds", "stride", "model-version",
+                                    "window", "frame-step", "target-fps", "priority",
+                                    "seconds", "replay-speed", "max-reconnects"};
   known.insert(known.end(), client::kChannelFlags.begin(), client::kChannelFlags.end());
-  std::vector<std::string> switches = {"logits", "decode-local", "approximate"};
+  std::vector<std::string> switches = {"logits", "decode-local", "approximate", "every-window",
+                                       "realtime", "rtsp-tcp"};
   switches.insert(switches.end(), client::kChannelSwitches.begin(),
                   client::kChannelSwitches.end());
   FlagReader flags(argc, argv, kUsage, known, switches);
@@ -129,9 +197,11 @@ int main(int argc, char** argv) {
 
   std::vector<std::string> words = flags.positional();
   const std::string command = words.empty() ? "classify" : words.front();
-  if (command == "health" || command == "metadata" || command == "classify") {
+  if (command == "health" || command == "metadata" || command == "classify" ||
+      command == "stream") {
     if (!words.empty()) words.erase(words.begin());
   }
+  if (command == "stream") return RunStream(flags, channel, words);
   if (command == "health") {
     if (!words.empty()) flags.Fail("health takes no file");
     return CheckHealth(channel, flags.String("service", ""));

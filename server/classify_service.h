@@ -6,6 +6,7 @@
 #include "server/decode_pool.h"
 #include "server/metrics.h"
 #include "server/model_repository.h"
+#include "server/streams/stream_service.h"
 #include "video/decode.h"
 #include "video/fetch.h"
 
@@ -17,11 +18,12 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
   // videos are decoded on `decoders` within `video_limits`; a video given
   // by URI is read there too, under `uri_policy`.
   ClassifyService(const ModelRepository* models, DecodePool* decoders,
-                  const video::Limits& video_limits,
+                  StreamService* streams, const video::Limits& video_limits,
                   const video::DecodeOptions& decode_options,
                   const video::UriPolicy& uri_policy, Metrics* metrics)
       : models_(models),
         decoders_(decoders),
+        streams_(streams),
         video_limits_(video_limits),
         decode_options_(decode_options),
         uri_policy_(uri_policy),
@@ -31,6 +33,12 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
                                      const v1::ClassifyRequest* request,
                                      v1::ClassifyResponse* response) override;
 
+  // Live streams: see server/streams/stream_service.h.
+  grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* ClassifyStream(
+      grpc::CallbackServerContext* context) override {
+    return streams_->Start(context);
+  }
+
   grpc::ServerUnaryReactor* GetModelMetadata(
       grpc::CallbackServerContext* context,
       const v1::ModelMetadataRequest* request,
@@ -39,6 +47,7 @@ class ClassifyService final : public v1::VideoClassifier::CallbackService {
  private:
   const ModelRepository* const models_;
   DecodePool* const decoders_;
+  StreamService* const streams_;
   const video::Limits video_limits_;
   const video::DecodeOptions decode_options_;
   const video::UriPolicy uri_policy_;

@@ -42,6 +42,11 @@ class InferenceTask : public batching::Task {
     return cancelled_.load(std::memory_order_relaxed);
   }
 
+  // Called on the batching thread when the task is taken into a batch,
+  // before its clip is read: until then the owner may still change the
+  // clip's bytes (under its own lock, which this takes too).
+  virtual void Batched() {}
+
   // Completes the task with its logits: clip().count rows of `num_classes`.
   virtual void Complete(absl::Span<const float> logits, int64_t num_classes,
                         const ExecutionStats& stats) = 0;

@@ -73,6 +73,20 @@ Flags:
                           (default 4096).
   --video-max-frames N    Most frames a video may have (default 10000).
   --video-max-seconds S   Longest video accepted (default 600).
+  --max-streams N         Live streams (ClassifyStream) open at once; more
+                          get RESOURCE_EXHAUSTED (default 64).
+  --stream-idle-timeout-seconds S
+                          A pushed stream with no message for S seconds ends
+                          with DEADLINE_EXCEEDED (default 30).
+  --stream-source-prefix P
+                          Lets streams name a source the server pulls
+                          (source_url) under P: rtsp://HOST/..., rtsps://,
+                          http(s)://HOST/..., file:///DIR/ (ending in /) or
+                          udp://HOST:PORT. Repeat for more. Default: none
+                          (streams are pushed by their clients).
+  --stream-source-timeout-seconds S
+                          A pulled source with no data for S seconds is lost
+                          and reconnected (default 5).
   --drain-timeout-seconds S
                           On SIGTERM/SIGINT, how long open calls may take to
                           finish once every queued request is answered
@@ -105,6 +119,7 @@ struct Flags {
   clipserve::video::Limits video_limits;
   clipserve::video::DecodeOptions decode_options;
   clipserve::video::UriPolicy video_uri_policy;
+  clipserve::server::StreamOptions streams;
 };
 
 // "::1" -> "[::1]", for host:port strings.
@@ -221,6 +236,19 @@ Flags ParseFlags(int argc, char** argv) {
       f.video_limits.max_frames = ParseNumber<int64_t>(arg, value, 1, 10000000);
     } else if (arg == "--video-max-seconds") {
       f.video_limits.max_seconds = ParseNumber<int>(arg, value, 1, 86400);
+    } else if (arg == "--max-streams") {
+      f.streams.max_streams = ParseNumber<int>(arg, value, 0, 100000);
+    } else if (arg == "--stream-idle-timeout-seconds") {
+      f.streams.idle_timeout =
+          std::chrono::milliseconds(1000 * ParseNumber<int64_t>(arg, value, 1, 86400));
+    } else if (arg == "--stream-source-timeout-seconds") {
+      f.streams.source_io_timeout =
+          std::chrono::milliseconds(1000 * ParseNumber<int64_t>(arg, value, 1, 3600));
+    } else if (arg == "--stream-source-prefix") {
+      if (absl::Status s = clipserve::video::ValidateSourcePrefix(value); !s.ok()) {
+        UsageError(std::string(s.message()));
+      }
+      f.streams.source_policy.allowed_prefixes.push_back(value);
     } else if (arg == "--drain-timeout-seconds") {
       f.drain_timeout_seconds = ParseNumber<int>(arg, value, 0, 86400);
     } else {
@@ -274,6 +302,8 @@ int main(int argc, char** argv) {
   options.video_limits = flags.video_limits;
   options.decode_options = flags.decode_options;
   options.video_uri_policy = flags.video_uri_policy;
+  options.streams = flags.streams;
+  options.streams.limits = flags.video_limits;
   if (flags.use_ssl) {
     options.tls_cert_file = flags.server_cert;
     options.tls_key_file = flags.server_key;

@@ -92,8 +92,9 @@ class Metrics {
   // on the CPU instead.
   prometheus::Counter& decode_gpu_fallbacks() { return *decode_gpu_fallbacks_; }
 
-  // For other families of the process (e.g. GpuMetrics).
+  // For other families of the process (e.g. GpuMetrics, StreamMetrics).
   prometheus::Registry& registry() { return *registry_; }
+  const std::vector<double>& duration_buckets() const { return duration_buckets_; }
 
   // What an exposer serves: the registry, and the values read at scrape
   // (queue depths, process_*).

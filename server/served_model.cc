@@ -135,7 +135,9 @@ void ServedModel::RunBatch(int lane, batching::Batch batch) {
   LaneState& state = lanes_[lane];
   state.views.clear();
   for (const batching::Batch::Entry& e : batch.entries) {
-    state.views.push_back(static_cast<InferenceTask*>(e.task)->clip());
+    auto* task = static_cast<InferenceTask*>(e.task);
+    task->Batched();
+    state.views.push_back(task->clip());
   }
   runtime::RunTimings timings;
   const auto start = std::chrono::steady_clock::now();

@@ -88,9 +88,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   server->decoders_ =
       std::make_unique<DecodePool>(decode_threads, options.decode_queue_size);
+  server->streams_ = std::make_unique<StreamService>(
+      server->models_.get(), server->metrics_.get(), options.streams);
   server->classify_ = std::make_unique<ClassifyService>(
-      server->models_.get(), server->decoders_.get(), options.video_limits,
-      options.decode_options, options.video_uri_policy, server->metrics_.get());
+      server->models_.get(), server->decoders_.get(), server->streams_.get(),
+      options.video_limits, options.decode_options, options.video_uri_policy,
+      server->metrics_.get());
   server->kserve_ = std::make_unique<KServeService>(server->models_.get(),
                                                     server->metrics_.get());
 
@@ -157,6 +160,9 @@ void Server::Shutdown(std::chrono::milliseconds grace) {
   grpc_->GetHealthCheckService()->Shutdown();
   models_->StartDraining();
   const auto start = std::chrono::steady_clock::now();
+  // Live streams stop taking input; their queued windows are answered while
+  // the models still run.
+  streams_->Shutdown(grace);
   // Videos being decoded still join their models' queues, which drain after.
   decoders_->Shutdown();
   models_->Shutdown();

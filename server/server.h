@@ -14,6 +14,7 @@
 #include "server/decode_pool.h"
 #include "server/kserve_service.h"
 #include "server/model_repository.h"
+#include "server/streams/stream_service.h"
 #include "video/decode.h"
 #include "video/fetch.h"
 
@@ -37,6 +38,8 @@ struct ServerOptions {
   video::UriPolicy video_uri_policy;
   int decode_threads = 0;
   size_t decode_queue_size = 64;
+  // Live streams (ClassifyStream); `limits` is set from video_limits.
+  StreamOptions streams;
   // TLS for the gRPC port: PEM files. Empty cert: plaintext. With
   // tls_client_ca set, clients must present a certificate signed by it
   // (mutual TLS).
@@ -66,7 +69,9 @@ class Server {
   size_t max_request_bytes() const { return max_request_bytes_; }
 
   // Graceful shutdown: health turns NOT_SERVING, new requests get
-  // UNAVAILABLE, every queued and running request is answered, then gRPC
+  // UNAVAILABLE, every live stream's queued windows are answered and the
+  // stream ends with UNAVAILABLE (waiting at most `grace`), every queued and
+  // running request is answered, then gRPC
   // stops (waiting at most `grace` for calls still open). Idempotent.
   void Shutdown(std::chrono::milliseconds grace);
 
@@ -78,6 +83,7 @@ class Server {
   std::shared_ptr<Metrics> metrics_;
   std::unique_ptr<ModelRepository> models_;
   std::unique_ptr<DecodePool> decoders_;
+  std::unique_ptr<StreamService> streams_;
   std::unique_ptr<ClassifyService> classify_;
   std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<grpc::Server> grpc_;

@@ -40,11 +40,13 @@ inline std::string AvErrorText(int code) {
   return text;
 }
 
-// FFmpeg logs corrupt input on stderr; only its errors get through
+// FFmpeg would log every damaged packet of every stream on stderr, on the
+// decoding path: it logs only what ends the process. What goes wrong
+// reaches the caller as a status, a count or a stream event instead
 // (process-wide; every entry point calls this before FFmpeg does anything).
 inline void QuietFfmpegOnce() {
   static const bool once = [] {
-    av_log_set_level(AV_LOG_ERROR);
+    av_log_set_level(AV_LOG_FATAL);
     return true;
   }();
   (void)once;

@@ -29,13 +29,15 @@ extern "C" {
 #include "absl/strings/str_cat.h"
 #include "video/av_convert.h"
 #include "video/av_ptr.h"
+#include "video/frame_output.h"
 #include "video/sampling_internal.h"
 
 namespace clipserve::video {
 namespace {
 
-using internal::FrameConverter;
+using internal::FrameOutput;
 using internal::kPrefix;
+using internal::OutOfMemory;
 
 using internal::AvErrorText;
 using internal::AvPtr;
@@ -44,120 +46,6 @@ absl::Status PushAfterFinish() {
   return absl::FailedPreconditionError(
       absl::StrCat(kPrefix, "Push() after Finish()"));
 }
-
-absl::Status OutOfMemory() {
-  return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
-}
-
-
-// Packets in, RGB frames out, with the keyframe wait after damage.
-class FrameOutput {
- public:
-  FrameOutput(const StreamDecoder::Options& options)
-      : options_(options), converter_(options.geometry, options.limits) {}
-
-  // `time_base`: the packets' timestamps' unit ({0, 1}: none).
-  absl::Status Open(const AVCodec* codec, const AVCodecParameters* par,
-                    AVRational time_base) {
-    decoder_.reset(avcodec_alloc_context3(codec));
-    frame_.reset(av_frame_alloc());
-    if (!decoder_ || !frame_) return OutOfMemory();
-    if (par != nullptr && avcodec_parameters_to_context(decoder_.get(), par) < 0) {
-      return OutOfMemory();
-    }
-    time_base_ = time_base;
-    decoder_->pkt_timebase = time_base;
-    decoder_->thread_count = options_.threads;
-    // Frames with decode errors are flagged, not hidden: they are counted
-    // and dropped here.
-    decoder_->flags2 |= AV_CODEC_FLAG2_SHOW_ALL;
-    // A damaged packet is an error, not a frame concealed into looking fine.
-    decoder_->err_recognition |= AV_EF_EXPLODE;
-    if (const int r = avcodec_open2(decoder_.get(), codec, nullptr); r < 0) {
-      // With a container's parameters, the stream is at fault.
-      const std::string why = absl::StrCat(kPrefix, "cannot open the ",
-                                           codec->name, " decoder (",
-                                           AvErrorText(r), ")");
-      return par != nullptr ? absl::InvalidArgumentError(why)
-                            : absl::InternalError(why);
-    }
-    return absl::OkStatus();
-  }
-  AVCodecContext* decoder() { return decoder_.get(); }
-
-  // Decodes `packet` (nullptr: the end); what comes out goes to `sink`.
-  absl::Status Decode(const AVPacket* packet, StreamDecoder::Sink* sink) {
-    int r = avcodec_send_packet(decoder_.get(), packet);
-    if (r == AVERROR(EAGAIN)) {
-      if (absl::Status s = Receive(sink); !s.ok()) return s;
-      r = avcodec_send_packet(decoder_.get(), packet);
-    }
-    if (r < 0 && r != AVERROR(EAGAIN) && r != AVERROR_EOF) Damaged();
-    return Receive(sink);
-  }
-
-  // A packet or stretch of bytes that was lost: wait for a keyframe.
-  void Damaged() {
-    ++corrupt_;
-    waiting_for_key_ = true;
-  }
-
-  int64_t corrupt() const { return corrupt_; }
-  int64_t dropped() const { return dropped_; }
-
- private:
-  absl::Status Receive(StreamDecoder::Sink* sink) {
-    for (;;) {
-      const int r = avcodec_receive_frame(decoder_.get(), frame_.get());
-      if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return absl::OkStatus();
-      if (r < 0) {
-        Damaged();
-        return absl::OkStatus();
-      }
-      const int64_t index = produced_++;
-#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(58, 29, 100)
-      const bool key = (frame_->flags & AV_FRAME_FLAG_KEY) != 0;
-#else  // FFmpeg 5.1 (Debian 12): AV_FRAME_FLAG_KEY came with 6.1
-      const bool key = frame_->key_frame != 0;
-#endif
-      const bool bad = frame_->decode_error_flags != 0 ||
-                       (frame_->flags & AV_FRAME_FLAG_CORRUPT) != 0;
-      if (bad) Damaged();
-      if (waiting_for_key_ && key && !bad) waiting_for_key_ = false;
-      if (waiting_for_key_) {
-        ++dropped_;
-        av_frame_unref(frame_.get());
-        continue;
-      }
-      StreamDecoder::FrameInfo info;
-      info.index = index;
-      const int64_t pts = frame_->best_effort_timestamp;
-      if (time_base_.num > 0 && pts != AV_NOPTS_VALUE) {
-        info.pts = pts;
-        info.time_us = av_rescale_q(pts, time_base_, AVRational{1, 1000000});
-      } else {
-        info.pts = frame_->pts != AV_NOPTS_VALUE ? frame_->pts : index;
-      }
-      info.keyframe = key;
-      uint8_t* out = sink != nullptr ? sink->Place(info) : nullptr;
-      absl::Status s = out != nullptr ? converter_.Write(*frame_, index, out)
-                                      : absl::OkStatus();
-      av_frame_unref(frame_.get());
-      if (!s.ok()) return s;
-      if (out != nullptr) sink->Written(info);
-    }
-  }
-
-  const StreamDecoder::Options& options_;
-  FrameConverter converter_;
-  AvPtr<AVCodecContext> decoder_;
-  AvPtr<AVFrame> frame_;
-  AVRational time_base_{0, 1};
-  int64_t produced_ = 0;
-  int64_t corrupt_ = 0;
-  int64_t dropped_ = 0;
-  bool waiting_for_key_ = false;
-};
 
 // Bytes of a pushed piece the Annex B parser is given at a time.
 constexpr size_t kParseWindow = 64 << 10;
@@ -250,9 +138,6 @@ class AnnexBDecoder final : public StreamDecoder {
 constexpr int kContainerIoBytes = 256 << 10;
 // Failed reads at one position before the stream is given up.
 constexpr int kMaxStuckReads = 64;
-// A jump in decode timestamps of more than this many frame steps means
-// packets were lost.
-constexpr int64_t kLostSteps = 3;
 
 
 class ContainerDecoder final : public StreamDecoder {
@@ -426,7 +311,7 @@ class ContainerDecoder final : public StreamDecoder {
       }
       absl::Status decoded = absl::OkStatus();
       if (packet->stream_index == stream) {
-        if ((packet->flags & AV_PKT_FLAG_CORRUPT) != 0 || Lost(*packet)) {
+        if ((packet->flags & AV_PKT_FLAG_CORRUPT) != 0 || loss_.Lost(*packet)) {
           output_.Damaged();
         }
         decoded = output_.Decode(packet.get(), current_sink_);
@@ -444,32 +329,12 @@ class ContainerDecoder final : public StreamDecoder {
     return flushed;
   }
 
-  // Whether packets were lost before `packet`: its decode timestamp jumps
-  // more than kLostSteps of the shortest step between packets seen so far.
-  // (A transport stream that loses whole packets carries no other sign of
-  // it, and the H.264 decoder would conceal the gap into plausible frames.)
-  bool Lost(const AVPacket& packet) {
-    if (packet.dts == AV_NOPTS_VALUE) return false;
-    bool lost = false;
-    if (last_dts_ != AV_NOPTS_VALUE) {
-      const int64_t step = packet.dts - last_dts_;
-      if (step > 0 && min_step_ > 0 && step > kLostSteps * min_step_ &&
-          (packet.flags & AV_PKT_FLAG_KEY) == 0) {
-        lost = true;
-      }
-      if (step > 0 && (min_step_ == 0 || step < min_step_)) min_step_ = step;
-    }
-    last_dts_ = packet.dts;
-    return lost;
-  }
-
   const Options options_;
   const char* const demuxers_;
   const char* const name_;
   FrameOutput output_;  // the demuxer's thread's only, as are:
   Sink* current_sink_ = nullptr;  // (set in Read(), under mu_)
-  int64_t last_dts_ = AV_NOPTS_VALUE;
-  int64_t min_step_ = 0;
+  internal::LossDetector loss_;
   std::thread thread_;
 
   mutable std::mutex mu_;

@@ -60,12 +60,17 @@ class StreamDecoder {
   // the stream has produced so far (corrupt and dropped frames count too,
   // so gaps show), the codec's timestamp (Annex B, which carries none: the
   // frame's index), and that time in microseconds on the container's clock
-  // (-1 for Annex B).
+  // (Annex B: index / the frame rate the stream declares in its VUI timing,
+  // or -1 when it declares none).
   struct FrameInfo {
     int64_t index = 0;
     int64_t pts = 0;
     int64_t time_us = -1;
     bool keyframe = false;
+    // When the packet that completed the frame arrived, in steady-clock
+    // nanoseconds since its epoch (LiveSource, which reads the packets);
+    // 0 from StreamDecoder, whose caller knows when its bytes came.
+    int64_t arrival_ns = 0;
   };
 
   // Where decoded frames go. Called only while Push() or Finish() runs

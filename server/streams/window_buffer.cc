@@ -7,7 +7,8 @@ namespace clipserve::server {
 WindowBuffer::WindowBuffer(const Options& options)
     : options_(options),
       ring_(static_cast<size_t>(options.length) * options.frame_bytes),
-      ring_pts_(static_cast<size_t>(options.length)) {}
+      ring_pts_(static_cast<size_t>(options.length)),
+      ring_source_(static_cast<size_t>(options.length)) {}
 
 bool WindowBuffer::Wants() const {
   // Frame n is in window w iff w * stride <= n < w * stride + length for
@@ -21,9 +22,11 @@ uint8_t* WindowBuffer::Next() {
   return ring_.data() + slot * options_.frame_bytes;
 }
 
-bool WindowBuffer::Commit(int64_t pts_us) {
+bool WindowBuffer::Commit(int64_t pts_us, int64_t source_frame) {
   const int64_t n = next_frame_++;
-  ring_pts_[static_cast<size_t>(n % options_.length)] = pts_us;
+  const size_t slot = static_cast<size_t>(n % options_.length);
+  ring_pts_[slot] = pts_us;
+  ring_source_[slot] = source_frame >= 0 ? source_frame : n;
   // Window w ends at frame w * stride + length - 1.
   const int64_t end_offset = n - (options_.length - 1);
   if (end_offset < 0 || end_offset % options_.stride != 0) return false;
@@ -32,6 +35,9 @@ bool WindowBuffer::Commit(int64_t pts_us) {
   window_.last_frame = n;
   window_.first_pts_us = ring_pts_[static_cast<size_t>(end_offset % options_.length)];
   window_.last_pts_us = pts_us;
+  window_.first_source_frame =
+      ring_source_[static_cast<size_t>(end_offset % options_.length)];
+  window_.last_source_frame = ring_source_[slot];
   return true;
 }
 

@@ -48,6 +48,10 @@ class WindowBuffer {
     int64_t last_frame = 0;
     int64_t first_pts_us = 0;  // the frames' timestamps, as committed
     int64_t last_pts_us = 0;
+    // The frames' numbers in the source (as committed; the arrival indices
+    // when none was given), e.g. when only every k-th decoded frame arrives.
+    int64_t first_source_frame = 0;
+    int64_t last_source_frame = 0;
   };
 
   // Options must be valid (the caller checks what users give).
@@ -57,8 +61,9 @@ class WindowBuffer {
   bool Wants() const;
   // Where to write the next frame (frame_bytes); only when Wants().
   uint8_t* Next();
-  // The frame written at Next() arrived; true if it completes a window.
-  bool Commit(int64_t pts_us);
+  // The frame written at Next() arrived, with its timestamp and its number
+  // in the source (-1: its arrival index); true if it completes a window.
+  bool Commit(int64_t pts_us, int64_t source_frame = -1);
   // The next frame arrived and no window wants it.
   void Skip();
 
@@ -72,6 +77,7 @@ class WindowBuffer {
   const Options options_;
   std::vector<uint8_t> ring_;       // length frames
   std::vector<int64_t> ring_pts_;   // their timestamps
+  std::vector<int64_t> ring_source_;  // and numbers in the source
   int64_t next_frame_ = 0;          // index of the next frame to arrive
   Window window_;
 };

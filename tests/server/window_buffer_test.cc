@@ -102,3 +102,34 @@ TEST(WindowBufferTest, ItsStorageIsTheSameFromTheFirstFrameOn) {
 
 }  // namespace
 }  // namespace clipserve::server
+
+namespace clipserve::server {
+namespace {
+
+TEST(WindowBufferTest, WindowsNameTheSourceFramesTheirFramesCameFrom) {
+  // Every third decoded frame arrives: sampled frame n is source frame 3n+1.
+  WindowBuffer buffer({3, 3, 1});
+  std::vector<WindowBuffer::Window> windows;
+  for (int n = 0; n < 6; ++n) {
+    *buffer.Next() = 0;
+    if (buffer.Commit(100 * n, 3 * n + 1)) windows.push_back(buffer.window());
+  }
+  ASSERT_EQ(windows.size(), 2u);
+  EXPECT_EQ(windows[1].first_frame, 3);
+  EXPECT_EQ(windows[1].last_frame, 5);
+  EXPECT_EQ(windows[1].first_source_frame, 10);
+  EXPECT_EQ(windows[1].last_source_frame, 16);
+  EXPECT_EQ(windows[0].first_source_frame, 1);
+  EXPECT_EQ(windows[0].last_source_frame, 7);
+}
+
+TEST(WindowBufferTest, WithoutSourceNumbersTheArrivalIndicesStand) {
+  WindowBuffer buffer({2, 2, 1});
+  buffer.Commit(0);
+  ASSERT_TRUE(buffer.Commit(40));
+  EXPECT_EQ(buffer.window().first_source_frame, 0);
+  EXPECT_EQ(buffer.window().last_source_frame, 1);
+}
+
+}  // namespace
+}  // namespace clipserve::server

@@ -1,0 +1,812 @@
+// End to end with live streams (ClassifyStream): the real clipserve binary,
+// streams pushed by a gRPC client (raw frames, H.264, MPEG-TS, fragmented
+// MP4) and sources it pulls (a replayed file, HTTP MPEG-TS and UDP MPEG-TS
+// served on loopback by the ffmpeg command-line tool).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <future>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
+
+namespace clipserve::testing {
+namespace {
+
+using v1::StreamEvent;
+using v1::StreamOpen;
+using v1::StreamRequest;
+using v1::StreamResponse;
+
+constexpr int kT = 4, kSide = 32, kClasses = 10;
+// Raw frames this size are not rescaled (the short side is already 256):
+// the model sees their centre crop, which a test can cut out itself.
+constexpr int kRawSide = 256;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+void RunOrFail(const std::string& command) {
+  ServerProcess::Output out = ServerProcess::RunCommand(command);
+  ASSERT_EQ(out.exit_code, 0) << command << "\n" << out.text;
+}
+
+// A loopback port nothing listens on now.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Frame i of a raw stream: seeded noise, kRawSide square.
+std::string RawFrame(int i) {
+  std::mt19937 rng(1000 + i);
+  std::string rgb(static_cast<size_t>(kRawSide * kRawSide * 3), '\0');
+  for (char& c : rgb) c = static_cast<char>(rng() & 0xff);
+  return rgb;
+}
+
+// The centre kSide x kSide crop of a raw frame: what the model sees of it.
+std::string CentreCrop(const std::string& rgb) {
+  const int off = (kRawSide - kSide) / 2;
+  std::string out;
+  for (int y = 0; y < kSide; ++y) {
+    out.append(rgb, static_cast<size_t>(((off + y) * kRawSide + off) * 3),
+               static_cast<size_t>(kSide * 3));
+  }
+  return out;
+}
+
+StreamRequest FrameMessage(const std::string& rgb, int side, int64_t pts_us = 0) {
+  StreamRequest m;
+  v1::RawFrame* f = m.mutable_frame();
+  f->set_width(side);
+  f->set_height(side);
+  f->set_rgb(rgb);
+  f->set_pts_us(pts_us);
+  return m;
+}
+
+StreamRequest DataMessage(absl::string_view bytes) {
+  StreamRequest m;
+  m.set_data(std::string(bytes));
+  return m;
+}
+
+std::vector<StreamRequest> Chunks(const std::string& bytes, size_t size) {
+  std::vector<StreamRequest> out;
+  for (size_t i = 0; i < bytes.size(); i += size) {
+    out.push_back(DataMessage(absl::string_view(bytes).substr(i, size)));
+  }
+  return out;
+}
+
+// What a stream answered.
+struct StreamRun {
+  grpc::Status status;
+  bool started = false;
+  v1::StreamStarted info;
+  std::vector<v1::WindowResult> windows;
+  std::vector<StreamEvent> events;
+
+  int64_t Events(StreamEvent::Kind kind) const {
+    int64_t n = 0;
+    for (const StreamEvent& e : events) n += e.kind() == kind ? e.count() : 0;
+    return n;
+  }
+};
+
+void Collect(const StreamResponse& r, StreamRun* run) {
+  switch (r.message_case()) {
+    case StreamResponse::kStarted:
+      EXPECT_FALSE(run->started) << "StreamStarted comes once";
+      EXPECT_TRUE(run->windows.empty() && run->events.empty()) << "and first";
+      run->started = true;
+      run->info = r.started();
+      break;
+    case StreamResponse::kWindow:
+      run->windows.push_back(r.window());
+      break;
+    case StreamResponse::kEvent:
+      run->events.push_back(r.event());
+      break;
+    case StreamResponse::MESSAGE_NOT_SET:
+      ADD_FAILURE() << "empty StreamResponse";
+  }
+}
+
+// Opens a stream, writes `input` (then half-closes unless `half_close` is
+// false), and reads every answer to the end.
+StreamRun RunStream(ServerProcess& server, const StreamOpen& open,
+                    const std::vector<StreamRequest>& input, bool half_close = true,
+                    std::chrono::seconds limit = std::chrono::seconds(120)) {
+  auto stub = v1::VideoClassifier::NewStub(server.Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + limit);
+  auto stream = stub->ClassifyStream(&context);
+  std::thread writer([&] {
+    StreamRequest first;
+    *first.mutable_open() = open;
+    if (!stream->Write(first)) return;
+    for (const StreamRequest& m : input) {
+      if (!stream->Write(m)) return;
+    }
+    if (half_close) stream->WritesDone();
+  });
+  StreamRun run;
+  for (StreamResponse r; stream->Read(&r);) Collect(r, &run);
+  writer.join();
+  run.status = stream->Finish();
+  return run;
+}
+
+// A raw stream; every window answered unless `real_time`.
+StreamOpen RawOpen(const std::string& model, int stride = 0, bool real_time = false) {
+  StreamOpen open;
+  open.set_model_name(model);
+  open.set_input(StreamOpen::RAW_RGB);
+  open.set_stride_frames(stride);
+  open.set_top_k(3);
+  open.set_every_window(!real_time);
+  return open;
+}
+
+void ExpectStatus(const grpc::Status& s, grpc::StatusCode code, const std::string& fragment) {
+  EXPECT_EQ(s.error_code(), code) << s.error_message();
+  EXPECT_NE(s.error_message().find(fragment), std::string::npos) << s.error_message();
+}
+
+// The top classes of `frames` (kT crops, T x H x W x 3) sent as one clip.
+v1::ClassifyResponse ClassifyFrames(ServerProcess& server, const std::string& model,
+                                    const std::string& frames) {
+  v1::ClassifyRequest request;
+  request.set_model_name(model);
+  request.set_top_k(3);
+  v1::Tensor* clip = request.mutable_clip();
+  clip->set_dtype(v1::UINT8);
+  for (int64_t d : {kT, kSide, kSide, 3}) clip->add_shape(d);
+  clip->set_data(frames);
+  auto stub = v1::VideoClassifier::NewStub(server.Channel());
+  grpc::ClientContext context;
+  v1::ClassifyResponse response;
+  const grpc::Status s = stub->Classify(&context, request, &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  return response;
+}
+
+template <typename Classes>
+void ExpectSameClasses(const Classes& got, const v1::ClassifyResponse& want,
+                       const std::string& what) {
+  ASSERT_EQ(got.size(), want.classes_size()) << what;
+  for (int i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].class_index(), want.classes(i).class_index()) << what;
+    EXPECT_NEAR(got[i].probability(), want.classes(i).probability(), 1e-4) << what;
+  }
+}
+
+class StreamTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    const std::string repo = absl::StrCat(dir_->path(), "/models");
+    WriteTinyModel(repo, "tiny",
+                   ModelConfigText("tiny", 8, kT, kSide, kSide, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 1000 }"),
+                   3);
+    // ~100 ms a batch whatever its size: windows queue up behind it.
+    WriteScriptModel(repo, "slow",
+                     ModelConfigText("slow", 8, kT, kSide, kSide, kClasses, ""),
+                     SlowForward(40), kClasses);
+    http_port_ = FreePort();
+    udp_port_ = FreePort();
+    server_ = ServerProcess::Start(
+                  {"--model-repository", repo, "--max-streams", "5",
+                   "--stream-idle-timeout-seconds", "2",
+                   "--stream-source-timeout-seconds", "2", "--video-max-bytes",
+                   "2000000", "--video-max-side", "1024", "--stream-source-prefix",
+                   absl::StrCat("file://", dir_->path(), "/"), "--stream-source-prefix",
+                   absl::StrCat("http://127.0.0.1:", http_port_, "/"),
+                   "--stream-source-prefix", absl::StrCat("udp://127.0.0.1:", udp_port_)})
+                  .release();
+    ASSERT_NE(server_, nullptr);
+    const std::string d = dir_->path();
+    // 100 frames at 25 fps, a keyframe every 25, no B-frames (as cameras).
+    RunOrFail(absl::StrCat(
+        "ffmpeg -nostdin -loglevel error -y -f lavfi -i testsrc2=size=320x240:rate=25 "
+        "-t 4 -c:v libx264 -pix_fmt yuv420p -g 25 -bf 0 ", d, "/a.mp4"));
+    RunOrFail(absl::StrCat("ffmpeg -nostdin -loglevel error -y -i ", d,
+                           "/a.mp4 -c copy -bsf:v h264_mp4toannexb -f h264 ", d, "/a.h264"));
+    RunOrFail(absl::StrCat("ffmpeg -nostdin -loglevel error -y -i ", d,
+                           "/a.mp4 -c copy -f mpegts ", d, "/a.ts"));
+    RunOrFail(absl::StrCat("ffmpeg -nostdin -loglevel error -y -i ", d,
+                           "/a.mp4 -c copy -movflags frag_keyframe+empty_moov -f mp4 ",
+                           d, "/a.fmp4"));
+  }
+  static void TearDownTestSuite() {
+    if (server_ != nullptr) {
+      server_->Signal(SIGTERM);
+      EXPECT_EQ(server_->Wait(), 0);
+    }
+    delete server_;
+    delete dir_;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+
+  static std::string Path(const std::string& name) {
+    return absl::StrCat(dir_->path(), "/", name);
+  }
+  // A series' value; 0 before it exists (a model's stream series appear
+  // with its first stream).
+  double Metric(const std::string& series) {
+    return std::max(0.0, MetricValue(server_->ScrapeMetrics(), series));
+  }
+  void ExpectStillServing() {
+    StreamOpen open = RawOpen("tiny");
+    std::vector<StreamRequest> frames;
+    for (int i = 0; i < kT; ++i) frames.push_back(FrameMessage(RawFrame(i), kRawSide));
+    StreamRun run = RunStream(*server_, open, frames);
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    EXPECT_EQ(run.windows.size(), 1u);
+  }
+
+  static TempDir* dir_;
+  static ServerProcess* server_;
+  static int http_port_;
+  static int udp_port_;
+};
+
+TempDir* StreamTest::dir_ = nullptr;
+ServerProcess* StreamTest::server_ = nullptr;
+int StreamTest::http_port_ = 0;
+int StreamTest::udp_port_ = 0;
+
+TEST_F(StreamTest, RawFramesAreWindowedLikeTheSameFramesSentAsClips) {
+  std::vector<std::string> frames;
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 10; ++i) {
+    frames.push_back(RawFrame(i));
+    input.push_back(FrameMessage(frames.back(), kRawSide));
+  }
+  StreamRun run = RunStream(*server_, RawOpen("tiny", /*stride=*/2), input);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_TRUE(run.started);
+  EXPECT_EQ(run.info.model_name(), "tiny");
+  EXPECT_EQ(run.info.window_frames(), kT);
+  EXPECT_EQ(run.info.stride_frames(), 2);
+  EXPECT_EQ(run.info.crop_height(), kSide);
+  // Windows 0..3 over frames [0,3], [2,5], [4,7], [6,9].
+  ASSERT_EQ(run.windows.size(), 4u);
+  for (int w = 0; w < 4; ++w) {
+    const v1::WindowResult& r = run.windows[w];
+    EXPECT_EQ(r.number(), w);
+    EXPECT_EQ(r.first_frame(), 2 * w);
+    EXPECT_EQ(r.last_frame(), 2 * w + 3);
+    // Raw frames without timestamps are 40 ms apart.
+    EXPECT_EQ(r.first_pts_us(), 80000 * w);
+    EXPECT_EQ(r.last_pts_us(), 80000 * w + 120000);
+    EXPECT_GT(r.latency_us(), 0);
+    EXPECT_GE(r.timings().batch_size(), 1);
+    std::string clip;
+    for (int f = 2 * w; f < 2 * w + kT; ++f) clip += CentreCrop(frames[f]);
+    ExpectSameClasses(r.classes(), ClassifyFrames(*server_, "tiny", clip),
+                      absl::StrCat("window ", w));
+  }
+  EXPECT_TRUE(run.events.empty());
+}
+
+TEST_F(StreamTest, FrameStepAndTargetFpsChooseTheFramesOfAWindow) {
+  std::vector<std::string> frames;
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 12; ++i) {
+    frames.push_back(RawFrame(i));
+    input.push_back(FrameMessage(frames.back(), kRawSide, 1000000 + 40000 * i));
+  }
+  // Every 3rd frame: 0, 3, 6, 9.
+  StreamOpen open = RawOpen("tiny");
+  open.set_frame_step(3);
+  StreamRun run = RunStream(*server_, open, input);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.windows.size(), 1u);
+  EXPECT_EQ(run.windows[0].first_frame(), 0);
+  EXPECT_EQ(run.windows[0].last_frame(), 9);
+  EXPECT_EQ(run.windows[0].first_pts_us(), 1000000);
+  EXPECT_EQ(run.windows[0].last_pts_us(), 1360000);
+  std::string clip;
+  for (int f : {0, 3, 6, 9}) clip += CentreCrop(frames[f]);
+  ExpectSameClasses(run.windows[0].classes(), ClassifyFrames(*server_, "tiny", clip),
+                    "frame_step 3");
+  // 12.5 fps of a 25 fps stream, by timestamp: every other frame.
+  open = RawOpen("tiny");
+  open.set_target_fps(12.5);
+  run = RunStream(*server_, open, input);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.windows.size(), 1u);
+  EXPECT_EQ(run.windows[0].first_frame(), 0);
+  EXPECT_EQ(run.windows[0].last_frame(), 6);
+  clip.clear();
+  for (int f : {0, 2, 4, 6}) clip += CentreCrop(frames[f]);
+  ExpectSameClasses(run.windows[0].classes(), ClassifyFrames(*server_, "tiny", clip),
+                    "target_fps 12.5");
+}
+
+TEST_F(StreamTest, PushedH264IsClassifiedLikeTheSameVideoUploaded) {
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_input(StreamOpen::H264);
+  open.set_top_k(3);
+  open.set_every_window(true);
+  // Pieces that split NAL units and start codes anywhere.
+  StreamRun run = RunStream(*server_, open, Chunks(ReadFile(Path("a.h264")), 777));
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.windows.size(), 25u);
+  for (int w = 0; w < 25; ++w) {
+    EXPECT_EQ(run.windows[w].number(), w);
+    EXPECT_EQ(run.windows[w].first_frame(), 4 * w);
+    EXPECT_EQ(run.windows[w].last_frame(), 4 * w + 3);
+  }
+  // The same frames of the same file, uploaded and sampled by stride.
+  const std::string mp4 = ReadFile(Path("a.mp4"));
+  for (int w : {0, 13, 24}) {
+    v1::ClassifyRequest request;
+    request.set_model_name("tiny");
+    request.set_top_k(3);
+    request.mutable_video()->set_data(mp4);
+    v1::VideoSampling* s = request.mutable_video()->mutable_sampling();
+    s->set_mode(v1::VideoSampling::STRIDE);
+    s->set_start_seconds(4 * w / 25.0);
+    auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+    grpc::ClientContext context;
+    v1::ClassifyResponse response;
+    ASSERT_TRUE(stub->Classify(&context, request, &response).ok());
+    ASSERT_EQ(response.video().frame_indices(0), 4 * w);
+    ExpectSameClasses(run.windows[w].classes(), response, absl::StrCat("window ", w));
+  }
+  EXPECT_TRUE(run.events.empty());
+}
+
+TEST_F(StreamTest, ContainersCarryTheirTimestamps) {
+  for (const auto& [file, input] :
+       {std::pair<std::string, StreamOpen::Input>{"a.ts", StreamOpen::MPEGTS},
+        {"a.fmp4", StreamOpen::FMP4}}) {
+    SCOPED_TRACE(file);
+    StreamOpen open;
+    open.set_model_name("tiny");
+    open.set_input(input);
+    open.set_every_window(true);
+    StreamRun run = RunStream(*server_, open, Chunks(ReadFile(Path(file)), 5000));
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    ASSERT_EQ(run.windows.size(), 25u);
+    for (int w = 1; w < 25; ++w) {
+      // 4 frames of 40 ms between window starts, on the container's clock.
+      EXPECT_EQ(run.windows[w].first_pts_us() - run.windows[w - 1].first_pts_us(), 160000);
+      EXPECT_EQ(run.windows[w].last_pts_us() - run.windows[w].first_pts_us(), 120000);
+    }
+  }
+}
+
+TEST_F(StreamTest, DamagedInputIsSkippedToTheNextKeyframeAndReported) {
+  std::string bytes = ReadFile(Path("a.ts"));
+  // Lose 30 transport packets (188 bytes each) a little past the middle:
+  // frames up to the next keyframe are lost; the stream goes on.
+  bytes.erase(bytes.size() / 2, 188 * 30);
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_input(StreamOpen::MPEGTS);
+  open.set_every_window(true);
+  StreamRun run = RunStream(*server_, open, Chunks(bytes, 4096));
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  const int64_t lost = run.Events(StreamEvent::DECODE_ERRORS_SKIPPED);
+  EXPECT_GT(lost, 0);
+  EXPECT_LT(lost, 30) << "only up to the next keyframe (25 frames apart)";
+  ASSERT_FALSE(run.windows.empty());
+  EXPECT_GE(run.windows.back().last_frame(), 90) << "windows after the damage";
+  for (size_t w = 1; w < run.windows.size(); ++w) {
+    EXPECT_EQ(run.windows[w].number(), run.windows[w - 1].number() + 1);
+  }
+  EXPECT_GE(Metric("clipserve_stream_frames_lost_total{model=\"tiny\",version=\"1\"}"),
+            static_cast<double>(lost));
+}
+
+TEST_F(StreamTest, BadStreamsGetPreciseErrorsAndTheServerKeepsServing) {
+  // Data before the open.
+  {
+    auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+    grpc::ClientContext context;
+    auto stream = stub->ClassifyStream(&context);
+    stream->Write(DataMessage("xyz"));
+    stream->WritesDone();
+    for (StreamResponse r; stream->Read(&r);) {
+    }
+    ExpectStatus(stream->Finish(), grpc::StatusCode::INVALID_ARGUMENT,
+                 "first message must be open");
+  }
+  StreamOpen open = RawOpen("nope");
+  ExpectStatus(RunStream(*server_, open, {}).status, grpc::StatusCode::NOT_FOUND, "nope");
+  open = RawOpen("tiny");
+  open.set_window_frames(5);
+  ExpectStatus(RunStream(*server_, open, {}).status, grpc::StatusCode::INVALID_ARGUMENT,
+               "takes 4 frames");
+  open = RawOpen("tiny");
+  open.set_source_url(absl::StrCat("file://", dir_->path(), "/a.ts"));
+  ExpectStatus(RunStream(*server_, open, {}).status, grpc::StatusCode::INVALID_ARGUMENT,
+               "exactly one of input");
+  open = RawOpen("tiny");
+  open.set_priority(9);
+  ExpectStatus(RunStream(*server_, open, {}).status, grpc::StatusCode::INVALID_ARGUMENT,
+               "priority 9");
+  open = RawOpen("tiny");
+  open.set_frame_step(2);
+  open.set_target_fps(5);
+  ExpectStatus(RunStream(*server_, open, {}).status, grpc::StatusCode::INVALID_ARGUMENT,
+               "not both");
+  // Sources outside the prefixes, or climbing out of one.
+  for (const std::string& url :
+       {std::string("file:///etc/passwd"),
+        absl::StrCat("file://", dir_->path(), "/../x.ts"),
+        std::string("rtsp://camera.example/door"),
+        absl::StrCat("udp://127.0.0.1:", udp_port_ + 1)}) {
+    StreamOpen pull;
+    pull.set_model_name("tiny");
+    pull.set_source_url(url);
+    ExpectStatus(RunStream(*server_, pull, {}).status, grpc::StatusCode::PERMISSION_DENIED,
+                 "not under a prefix");
+  }
+  // A frame in an encoded stream; data in a raw one; bad frames.
+  open.Clear();
+  open.set_model_name("tiny");
+  open.set_input(StreamOpen::H264);
+  ExpectStatus(RunStream(*server_, open, {FrameMessage(RawFrame(0), kRawSide)}).status,
+               grpc::StatusCode::INVALID_ARGUMENT, "not frames");
+  ExpectStatus(RunStream(*server_, RawOpen("tiny"), {DataMessage("abc")}).status,
+               grpc::StatusCode::INVALID_ARGUMENT, "not data");
+  ExpectStatus(RunStream(*server_, RawOpen("tiny"), {FrameMessage("abc", 2)}).status,
+               grpc::StatusCode::INVALID_ARGUMENT, "has 3 bytes; a 2x2 RGB frame has 12");
+  {
+    StreamRequest wide;
+    wide.mutable_frame()->set_width(1100);
+    wide.mutable_frame()->set_height(2);
+    wide.mutable_frame()->set_rgb(std::string(1100 * 2 * 3, 'a'));
+    ExpectStatus(RunStream(*server_, RawOpen("tiny"), {wide}).status,
+                 grpc::StatusCode::INVALID_ARGUMENT, "1100x2; frames must be 1x1 to 1024x1024");
+  }
+  // Bytes that are no H.264 at all.
+  std::mt19937 rng(7);
+  std::string junk(300000, '\0');
+  for (char& c : junk) c = static_cast<char>(rng() & 0xff);
+  ExpectStatus(RunStream(*server_, open, Chunks(junk, 100000)).status,
+               grpc::StatusCode::INVALID_ARGUMENT,
+               "could not decode video: no frame in the stream's first 300000 bytes");
+  // A real H.264 stream declared as H.265.
+  open.set_input(StreamOpen::HEVC);
+  ExpectStatus(RunStream(*server_, open, Chunks(ReadFile(Path("a.h264")), 4096)).status,
+               grpc::StatusCode::INVALID_ARGUMENT, "is it hevc?");
+  ExpectStillServing();
+  EXPECT_GE(Metric("clipserve_streams_ended_total{code=\"INVALID_ARGUMENT\"}"), 10);
+}
+
+TEST_F(StreamTest, StreamsBeyondMaxStreamsAreRefusedUntilOneEnds) {
+  // Five streams open (--max-streams 5), each holding its open.
+  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<StreamRequest, StreamResponse>>>
+      streams;
+  for (int i = 0; i < 5; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    streams.push_back(stub->ClassifyStream(contexts.back().get()));
+    StreamRequest open;
+    *open.mutable_open() = RawOpen("tiny");
+    ASSERT_TRUE(streams.back()->Write(open));
+    StreamResponse started;
+    ASSERT_TRUE(streams.back()->Read(&started));
+    ASSERT_TRUE(started.has_started());
+  }
+  ExpectStatus(RunStream(*server_, RawOpen("tiny"), {}).status,
+               grpc::StatusCode::RESOURCE_EXHAUSTED, "5 streams open, its limit (--max-streams)");
+  EXPECT_EQ(Metric("clipserve_streams_active{model=\"tiny\",version=\"1\"}"), 5);
+  for (auto& s : streams) {
+    s->WritesDone();
+    for (StreamResponse r; s->Read(&r);) {
+    }
+    EXPECT_TRUE(s->Finish().ok());
+  }
+  ExpectStillServing();
+}
+
+TEST_F(StreamTest, AStreamWithoutInputEndsAfterTheIdleTimeout) {
+  const auto start = std::chrono::steady_clock::now();
+  StreamRun run = RunStream(*server_, RawOpen("tiny"), {}, /*half_close=*/false);
+  ExpectStatus(run.status, grpc::StatusCode::DEADLINE_EXCEEDED,
+               "no input for 2 s (--stream-idle-timeout-seconds)");
+  EXPECT_TRUE(run.started);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1900));
+}
+
+TEST_F(StreamTest, FreshestWindowWinsWhenTheModelFallsBehind) {
+  const double superseded_before = Metric(
+      "clipserve_stream_windows_total{model=\"slow\",outcome=\"superseded\",version=\"1\"}");
+  // 10 windows at once against a model that takes ~100 ms a batch.
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 40; ++i) input.push_back(FrameMessage(RawFrame(i % 3), kRawSide));
+  StreamRun run = RunStream(*server_, RawOpen("slow", 0, /*real_time=*/true), input);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  const int64_t dropped = run.Events(StreamEvent::WINDOWS_DROPPED);
+  EXPECT_EQ(static_cast<int64_t>(run.windows.size()) + dropped, 10);
+  EXPECT_GT(dropped, 0);
+  ASSERT_FALSE(run.windows.empty());
+  EXPECT_EQ(run.windows.back().number(), 9) << "the freshest window is answered";
+  for (size_t w = 1; w < run.windows.size(); ++w) {
+    EXPECT_GT(run.windows[w].number(), run.windows[w - 1].number());
+  }
+  EXPECT_EQ(Metric("clipserve_stream_windows_total{model=\"slow\",outcome=\"superseded\","
+                   "version=\"1\"}") - superseded_before,
+            static_cast<double>(dropped));
+}
+
+TEST_F(StreamTest, EveryWindowAnswersAllBySlowingItsInput) {
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 40; ++i) input.push_back(FrameMessage(RawFrame(i % 3), kRawSide));
+  StreamOpen open = RawOpen("slow");
+  open.set_every_window(true);
+  StreamRun run = RunStream(*server_, open, input);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_EQ(run.windows.size(), 10u);
+  for (int w = 0; w < 10; ++w) EXPECT_EQ(run.windows[w].number(), w);
+  EXPECT_TRUE(run.events.empty());
+}
+
+TEST_F(StreamTest, ManyStreamsShareBatchesAndNoneStarves) {
+  // Four streams push 25 windows each as fast as they can (every window
+  // answered); a fifth, real-time one starts after them with a single
+  // window. Windows of different streams share the slow model's batches,
+  // and the late window waits behind at most 4 windows of each (their
+  // every_window bound), not behind the ~100 they push in all.
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 100; ++i) {
+    input.push_back(FrameMessage(std::string(kSide * kSide * 3, static_cast<char>(i)), kSide));
+  }
+  std::vector<std::future<StreamRun>> floods;
+  for (int s = 0; s < 4; ++s) {
+    floods.push_back(std::async(std::launch::async, [&] {
+      return RunStream(*server_, RawOpen("slow"), input);
+    }));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  // Once the floods are under way (windows computed), the late stream.
+  server_->WaitForMetric("clipserve_batch_executions_total{model=\"slow\",version=\"1\"}",
+                         2);
+  StreamRun late = RunStream(*server_, RawOpen("slow", 0, /*real_time=*/true),
+                             std::vector<StreamRequest>(input.begin(), input.begin() + kT));
+  int max_batch = 0;
+  for (auto& f : floods) {
+    StreamRun run = f.get();
+    ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+    EXPECT_EQ(run.windows.size(), 25u);
+    for (const auto& w : run.windows) max_batch = std::max(max_batch, w.timings().batch_size());
+  }
+  const auto all_took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(late.status.ok()) << late.status.error_message();
+  ASSERT_EQ(late.windows.size(), 1u);
+  EXPECT_GT(max_batch, 1) << "windows of several streams in one batch";
+  EXPECT_LT(std::chrono::microseconds(late.windows[0].latency_us()), all_took / 3)
+      << "the late stream's window was served among the others'";
+}
+
+TEST_F(StreamTest, AClientThatDoesNotReadLosesAnswersNotServerMemory) {
+  // Stride 1: every frame after the third completes a window, ~3000
+  // answers while the client reads none of them.
+  const double classified_before = Metric(
+      "clipserve_stream_windows_total{model=\"tiny\",outcome=\"classified\",version=\"1\"}");
+  const double dropped_before = Metric(
+      "clipserve_stream_windows_total{model=\"tiny\",outcome=\"answer_dropped\",version=\"1\"}");
+  // A small receive window, as a slow reader over a slow link has: the
+  // server's writes stop after a few answers.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 8192);
+  auto stub = v1::VideoClassifier::NewStub(grpc::CreateCustomChannel(
+      server_->address(), grpc::InsecureChannelCredentials(), args));
+  grpc::ClientContext context;
+  auto stream = stub->ClassifyStream(&context);
+  StreamRequest open;
+  *open.mutable_open() = RawOpen("tiny", /*stride=*/1);
+  ASSERT_TRUE(stream->Write(open));
+  const StreamRequest frame = FrameMessage(std::string(kSide * kSide * 3, 'x'), kSide);
+  const int kFrames = 3003;
+  for (int i = 0; i < kFrames; ++i) ASSERT_TRUE(stream->Write(frame));
+  stream->WritesDone();
+  const std::string classified_series =
+      "clipserve_stream_windows_total{model=\"tiny\",outcome=\"classified\",version=\"1\"}";
+  const std::string dropped_series =
+      "clipserve_stream_windows_total{model=\"tiny\",outcome=\"answer_dropped\",version=\"1\"}";
+  // Every window is computed before the client reads a thing (polled on
+  // the metrics, bounded).
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  for (;;) {
+    const std::string scrape = server_->ScrapeMetrics();
+    const double done = std::max(0.0, MetricValue(scrape, classified_series)) -
+                        classified_before +
+                        std::max(0.0, MetricValue(scrape, dropped_series)) - dropped_before;
+    if (done >= kFrames - kT + 1) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), give_up) << done;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  StreamRun run;
+  for (StreamResponse r; stream->Read(&r);) Collect(r, &run);
+  ASSERT_TRUE(stream->Finish().ok());
+  const int64_t lost = run.Events(StreamEvent::ANSWERS_DROPPED);
+  EXPECT_GT(lost, 0);
+  EXPECT_EQ(static_cast<int64_t>(run.windows.size()) + lost, kFrames - kT + 1);
+  EXPECT_EQ(Metric(dropped_series) - dropped_before, static_cast<double>(lost));
+}
+
+TEST_F(StreamTest, AReplayedFileIsPulledInRealTime) {
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_source_url(absl::StrCat("file://", dir_->path(), "/a.ts"));
+  open.set_every_window(true);
+  const auto start = std::chrono::steady_clock::now();
+  StreamRun run = RunStream(*server_, open, {}, /*half_close=*/false);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.windows.size(), 25u);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3500))
+      << "4 s of video at real time";
+  // As fast as it decodes.
+  open.mutable_source()->set_replay_speed(-1);
+  const auto fast_start = std::chrono::steady_clock::now();
+  run = RunStream(*server_, open, {}, /*half_close=*/false);
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  EXPECT_EQ(run.windows.size(), 25u);
+  EXPECT_LT(std::chrono::steady_clock::now() - fast_start, std::chrono::milliseconds(3500));
+}
+
+// `ffmpeg -re` serving `seconds` of MPEG-TS to one client on `url`.
+std::string LiveSourceCommand(double seconds, const std::string& output) {
+  return absl::StrCat(
+      "ffmpeg -nostdin -loglevel error -re -f lavfi -i testsrc2=size=320x240:rate=25 -t ",
+      seconds, " -c:v libx264 -preset ultrafast -tune zerolatency -g 25 -bf 0 "
+      "-pix_fmt yuv420p -f mpegts ", output);
+}
+
+TEST_F(StreamTest, AnHttpSourceThatDropsIsReconnectedAndFramesGoOn) {
+  const std::string url = absl::StrCat("http://127.0.0.1:", http_port_, "/live.ts");
+  auto serve = [&] {
+    return std::async(std::launch::async, [&] {
+      return ServerProcess::RunCommand(LiveSourceCommand(3, absl::StrCat("-listen 1 ", url)));
+    });
+  };
+  auto first = serve();
+  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+  auto stream = stub->ClassifyStream(&context);
+  StreamRequest open;
+  open.mutable_open()->set_model_name("tiny");
+  open.mutable_open()->set_source_url(url);
+  open.mutable_open()->set_every_window(true);
+  open.mutable_open()->mutable_source()->set_max_reconnects(-1);
+  ASSERT_TRUE(stream->Write(open));
+  StreamRun run;
+  std::future<ServerProcess::Output> second;
+  int64_t windows_at_reconnect = -1;
+  for (StreamResponse r; stream->Read(&r);) {
+    Collect(r, &run);
+    if (r.has_event() && r.event().kind() == StreamEvent::SOURCE_LOST && !second.valid()) {
+      // The first source ended (ffmpeg exits after 3 s): serve it again.
+      EXPECT_EQ(first.get().exit_code, 0);
+      second = serve();
+    }
+    if (r.has_event() && r.event().kind() == StreamEvent::SOURCE_RECONNECTED) {
+      windows_at_reconnect = static_cast<int64_t>(run.windows.size());
+    }
+    // Ten windows after the reconnect are enough: end the stream.
+    if (windows_at_reconnect >= 0 &&
+        static_cast<int64_t>(run.windows.size()) == windows_at_reconnect + 10) {
+      stream->WritesDone();
+    }
+  }
+  const grpc::Status status = stream->Finish();
+  if (second.valid()) second.wait();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(windows_at_reconnect, 5) << "windows of the first connection";
+  EXPECT_GE(run.Events(StreamEvent::SOURCE_LOST), 1);
+  EXPECT_EQ(run.Events(StreamEvent::SOURCE_RECONNECTED), 1);
+  ASSERT_GE(run.windows.size(), static_cast<size_t>(windows_at_reconnect + 10));
+  // Numbers go on across the reconnect.
+  for (size_t w = 1; w < run.windows.size(); ++w) {
+    EXPECT_EQ(run.windows[w].number(), run.windows[w - 1].number() + 1);
+    EXPECT_GT(run.windows[w].first_frame(), run.windows[w - 1].last_frame() - kT);
+  }
+  EXPECT_GE(Metric("clipserve_stream_reconnects_total{model=\"tiny\",version=\"1\"}"), 1);
+}
+
+TEST_F(StreamTest, AUdpSourceIsPulled) {
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_source_url(absl::StrCat("udp://127.0.0.1:", udp_port_));
+  open.set_every_window(true);
+  open.mutable_source()->set_max_reconnects(-1);
+  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
+  auto stream = stub->ClassifyStream(&context);
+  StreamRequest first;
+  *first.mutable_open() = open;
+  ASSERT_TRUE(stream->Write(first));
+  StreamResponse started;
+  ASSERT_TRUE(stream->Read(&started));
+  ASSERT_TRUE(started.has_started());
+  // The server listens now; send it 6 s of video.
+  auto source = std::async(std::launch::async, [&] {
+    return ServerProcess::RunCommand(LiveSourceCommand(
+        6, absl::StrCat("'udp://127.0.0.1:", udp_port_, "?pkt_size=1316'")));
+  });
+  StreamRun run;
+  for (StreamResponse r; stream->Read(&r);) {
+    Collect(r, &run);
+    if (run.windows.size() == 10) stream->WritesDone();
+  }
+  const grpc::Status status = stream->Finish();
+  source.wait();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_GE(run.windows.size(), 10u);
+}
+
+TEST(StreamShutdownTest, SigtermAnswersQueuedWindowsThenEndsStreamsUnavailable) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteScriptModel(repo, "slow", ModelConfigText("slow", 1, kT, kSide, kSide, kClasses, ""),
+                   SlowForward(60), kClasses);
+  auto server = ServerProcess::Start({"--model-repository", repo});
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::VideoClassifier::NewStub(server->Channel());
+  grpc::ClientContext context;
+  auto stream = stub->ClassifyStream(&context);
+  StreamRequest open;
+  *open.mutable_open() = RawOpen("slow");
+  ASSERT_TRUE(stream->Write(open));
+  StreamResponse started;
+  ASSERT_TRUE(stream->Read(&started));
+  // Three windows, one computing and two queued when the signal comes.
+  for (int i = 0; i < 3 * kT; ++i) {
+    ASSERT_TRUE(stream->Write(FrameMessage(RawFrame(i), kRawSide)));
+  }
+  // Window 0 answered: windows 1 and 2 are queued or running now.
+  StreamResponse first;
+  ASSERT_TRUE(stream->Read(&first));
+  ASSERT_TRUE(first.has_window());
+  server->Signal(SIGTERM);
+  StreamRun run;
+  for (StreamResponse r; stream->Read(&r);) Collect(r, &run);
+  ExpectStatus(stream->Finish(), grpc::StatusCode::UNAVAILABLE, "shutting down");
+  EXPECT_EQ(run.windows.size(), 2u) << "every queued window is answered";
+  EXPECT_TRUE(run.events.empty());
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace clipserve::testing
