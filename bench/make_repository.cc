@@ -5,6 +5,9 @@
 //   DIR/tiny-b1  the same weights with max_batch_size 1 (batching off)
 //   DIR/micro    the same network on 4 x 16 x 16 clips: so cheap that the
 //                server's own per-request work dominates
+//
+// clipserve-bench-repo DIR streams: the live-stream benchmark's model only,
+//   DIR/tiny8-b8 TinyVideoNet on 8 x 112 x 112 windows, batching up to 8
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -39,11 +42,13 @@ bool WriteModel(const std::filesystem::path& root, const std::string& name,
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: clipserve-bench-repo DIR\n");
+  const bool streams = argc == 3 && std::string(argv[2]) == "streams";
+  if (argc != 2 && !streams) {
+    std::fprintf(stderr, "usage: clipserve-bench-repo DIR [streams]\n");
     return 64;
   }
   const std::filesystem::path root = argv[1];
+  if (streams) return WriteModel(root, "tiny8-b8", 8, "8, 112, 112") ? 0 : 1;
   return WriteModel(root, "tiny-b8", 8) && WriteModel(root, "tiny-b1", 1) &&
                  WriteModel(root, "micro", 8, "4, 16, 16")
              ? 0

@@ -333,6 +333,7 @@ StreamRunResult RunStreams(const std::vector<std::shared_ptr<grpc::Channel>>& ch
   *open.mutable_open() = options.open;
   if (push) {
     open.mutable_open()->set_input(v1::StreamOpen::H264);
+    open.mutable_open()->set_whole_access_units(true);  // one per message
   } else {
     open.mutable_open()->set_source_url(options.source_url);
     open.mutable_open()->mutable_source()->set_replay_speed(1);

@@ -219,6 +219,10 @@ int RunStreamCommand(const std::shared_ptr<grpc::Channel>& channel,
     ChunkOptions chunk_options;
     chunk_options.timed = o.realtime;
     chunk_options.raw_chunk_bytes = o.chunk_bytes;
+    // Paced Annex B goes out one access unit a message: the server decodes
+    // each as it comes, not when the next begins.
+    o.open.set_whole_access_units(o.realtime && !source->remux &&
+                                  source->input != v1::StreamOpen::MPEGTS);
     absl::StatusOr<std::unique_ptr<ChunkReader>> opened = OpenChunks(*source, chunk_options);
     if (!opened.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(opened.status().message()).c_str());

@@ -11,7 +11,9 @@
 # see docs/gpu.md. Server-side video decoding (and with it the NVDEC check,
 # scripts/lib/nvdec-check.sh) is built only where pkg-config finds FFmpeg's
 # libraries (the host's own, or carried in .deps/); otherwise the build is
-# CLIPSERVE_VIDEO=OFF and the summary says NVDEC was not checked.
+# CLIPSERVE_VIDEO=OFF and the summary says NVDEC was not checked. With video,
+# it also runs 8 live 1080p25 camera streams through I3D on the GPU
+# (scripts/lib/streams-check.sh: p99 <= 200 ms, no window dropped).
 #
 # Environment:
 #   DEPS_PREFIX   where .deps/*.deb are unpacked (default /opt/deps)
@@ -123,6 +125,16 @@ else
 fi
 echo "$nvdec"
 printf '\n%s\n' "$nvdec" >>"$out/summary.md"
+
+step "live streams"
+if [ "$video" = ON ]; then
+  streams=$(bash scripts/lib/streams-check.sh "$build" "$out" 2>"$out/streams.log") || true
+  [ -n "$streams" ] || streams="streams: FAIL: the check stopped: $(tail -3 "$out/streams.log")"
+else
+  streams="streams: not checked: this host has no FFmpeg libraries for pkg-config (docs/gpu.md)"
+fi
+echo "$streams"
+printf '\n%s\n' "$streams" >>"$out/summary.md"
 
 step "done in $(( $(date +%s) - start )) s; CUDA tests $tests; summary: $out/summary.md"
 [ "$tests" = passed ]

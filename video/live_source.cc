@@ -87,7 +87,14 @@ class FfmpegLiveSource final : public LiveSource {
         stop_(stop),
         decoder_options_(DecoderOptions(options)) {}
 
-  absl::Status Open() {
+  absl::Status Open() { return Refused(OpenSource()); }
+
+  absl::Status Run(StreamDecoder::Sink* sink, int64_t first_index) override {
+    return Refused(RunSource(sink, first_index));
+  }
+
+ private:
+  absl::Status OpenSource() {
     AVFormatContext* raw = avformat_alloc_context();
     if (raw == nullptr) return internal::OutOfMemory();
     raw->interrupt_callback.callback = &FfmpegLiveSource::Interrupt;
@@ -143,7 +150,7 @@ class FfmpegLiveSource final : public LiveSource {
     return output_.Open(codec, s->codecpar, s->time_base);
   }
 
-  absl::Status Run(StreamDecoder::Sink* sink, int64_t first_index) override {
+  absl::Status RunSource(StreamDecoder::Sink* sink, int64_t first_index) {
     OffsetSink offset(sink, first_index);
     const bool paced =
         absl::StartsWith(options_.url, "file://") && options_.replay_speed > 0;
@@ -179,6 +186,16 @@ class FfmpegLiveSource final : public LiveSource {
     }
   }
 
+  // A URL outside the policy that the source led to ends it, whatever the
+  // demuxer made of the refusal (HLS skips a segment it cannot open).
+  absl::Status Refused(absl::Status status) const {
+    if (refused_url_.empty()) return status;
+    return absl::PermissionDeniedError(absl::StrCat(
+        "stream source ", options_.url, " led to ", refused_url_.substr(0, 200),
+        ", which is not under a prefix this server pulls from"));
+  }
+
+ public:
   int width() const override { return width_; }
   int height() const override { return height_; }
   double fps() const override { return fps_; }
@@ -243,11 +260,6 @@ class FfmpegLiveSource final : public LiveSource {
   // UNAVAILABLE (or CANCELLED, PERMISSION_DENIED) for a failed step.
   absl::Status Failure(absl::string_view what, int r) {
     if (stopped()) return absl::CancelledError("stream source stopped");
-    if (!refused_url_.empty()) {
-      return absl::PermissionDeniedError(absl::StrCat(
-          "stream source ", options_.url, " led to ", refused_url_.substr(0, 200),
-          ", which is not under a prefix this server pulls from"));
-    }
     if (timed_out_) {
       return absl::UnavailableError(absl::StrCat(
           "stream source ", options_.url, ": no data for ",

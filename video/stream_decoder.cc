@@ -59,6 +59,7 @@ class AnnexBDecoder final : public StreamDecoder {
     parser_.reset(av_parser_init(codec_->id));
     packet_.reset(av_packet_alloc());
     if (!parser_ || !packet_) return OutOfMemory();
+    if (options_.whole_access_units) parser_->flags |= PARSER_FLAG_COMPLETE_FRAMES;
     return output_.Open(codec_, nullptr, AVRational{0, 1});
   }
 
@@ -68,7 +69,13 @@ class AnnexBDecoder final : public StreamDecoder {
     // end of what it is given, so it parses a padded copy, a window at a
     // time (the buffer is allocated once).
     while (!bytes.empty()) {
-      const size_t n = std::min(bytes.size(), kParseWindow);
+      // An access unit is parsed whole (the buffer grows to the largest).
+      const size_t n = options_.whole_access_units
+                           ? bytes.size()
+                           : std::min(bytes.size(), kParseWindow);
+      if (window_.size() < n + AV_INPUT_BUFFER_PADDING_SIZE) {
+        window_.resize(n + AV_INPUT_BUFFER_PADDING_SIZE);
+      }
       std::memcpy(window_.data(), bytes.data(), n);
       std::memset(window_.data() + n, 0, AV_INPUT_BUFFER_PADDING_SIZE);
       bytes.remove_prefix(n);

@@ -54,6 +54,9 @@ class StreamDecoder {
     // buffered before a packet completes.
     Limits limits;
     int threads = 1;
+    // "h264", "hevc": each Push() holds exactly one access unit, decoded at
+    // once instead of when the next one begins.
+    bool whole_access_units = false;
   };
 
   // A decoded frame's place in the stream: its position among the frames

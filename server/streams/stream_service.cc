@@ -488,6 +488,7 @@ absl::Status StreamCall::Open(const StreamOpen& open) {
     d.geometry = geometry;
     d.limits = options().limits;
     d.threads = options().decode_threads;
+    d.whole_access_units = open.whole_access_units();
     absl::StatusOr<std::unique_ptr<video::StreamDecoder>> dec =
         video::StreamDecoder::Create(d);
     if (!dec.ok()) return dec.status();
@@ -894,7 +895,10 @@ StreamService::StreamService(const ModelRepository* models, Metrics* metrics,
                              const StreamOptions& options)
     : models_(models),
       options_(options),
-      metrics_(metrics->registry(), metrics->duration_buckets()) {}
+      metrics_(metrics->registry(), metrics->duration_buckets()) {
+  // Every model's stream series exist from the start, at zero.
+  for (const ServedModel* m : models->models()) metrics_.ForModel(m->name(), m->version());
+}
 
 StreamService::~StreamService() {
   std::unique_lock<std::mutex> lock(mu_);

@@ -744,6 +744,54 @@ TEST_F(StreamTest, AnHttpSourceThatDropsIsReconnectedAndFramesGoOn) {
   EXPECT_GE(Metric("clipserve_stream_reconnects_total{model=\"tiny\",version=\"1\"}"), 1);
 }
 
+TEST_F(StreamTest, AnHlsPlaylistIsPulledAndItsSegmentsMustBeUnderAPrefixToo) {
+  const std::string dir = Path("hls");
+  RunOrFail(absl::StrCat("mkdir -p ", dir, " && ffmpeg -nostdin -loglevel error -y -i ",
+                         Path("a.mp4"), " -c copy -f hls -hls_time 1 -hls_list_size 0 ",
+                         "-hls_segment_filename ", dir, "/seg%d.ts ", dir, "/live.m3u8"));
+  // A playlist whose segment lies on a host the server may not pull from.
+  const int elsewhere = FreePort();
+  std::ofstream(dir + "/evil.m3u8")
+      << "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n"
+      << "http://127.0.0.1:" << elsewhere << "/seg0.ts\n#EXT-X-ENDLIST\n";
+  // Served on the port under --stream-source-prefix, for at most 60 s.
+  const std::string serve = absl::StrCat("python3 -m http.server ", http_port_,
+                                         " --bind 127.0.0.1 --directory ", dir);
+  auto web = std::async(std::launch::async, [&] {
+    return ServerProcess::RunCommand(absl::StrCat("timeout 60 ", serve));
+  });
+  const std::string base = absl::StrCat("http://127.0.0.1:", http_port_, "/");
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_every_window(true);
+  open.mutable_source()->set_max_reconnects(-1);  // until the web server is up
+  {
+    open.set_source_url(base + "live.m3u8");
+    auto stub = v1::VideoClassifier::NewStub(server_->Channel());
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto stream = stub->ClassifyStream(&context);
+    StreamRequest first;
+    *first.mutable_open() = open;
+    ASSERT_TRUE(stream->Write(first));
+    StreamRun run;
+    for (StreamResponse r; stream->Read(&r);) {
+      Collect(r, &run);
+      if (run.windows.size() == 25) stream->WritesDone();
+    }
+    const grpc::Status status = stream->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    ASSERT_GE(run.windows.size(), 25u);
+    for (int w = 0; w < 25; ++w) EXPECT_EQ(run.windows[w].first_frame(), 4 * w);
+  }
+  open.set_source_url(base + "evil.m3u8");
+  ExpectStatus(RunStream(*server_, open, {}, /*half_close=*/false).status,
+               grpc::StatusCode::PERMISSION_DENIED,
+               absl::StrCat("led to http://127.0.0.1:", elsewhere, "/seg0.ts"));
+  ServerProcess::RunCommand(absl::StrCat("pkill -f '", serve, "'"));
+  web.wait();
+}
+
 TEST_F(StreamTest, AUdpSourceIsPulled) {
   StreamOpen open;
   open.set_model_name("tiny");

@@ -373,6 +373,42 @@ def test_plot(env):
         log(f"{name}: {width} x {height}, {size} bytes")
 
 
+def test_streams(env):
+    # Two cameras of 320x240 at 25 fps for 3 s, pushed to the micro model
+    # (4-frame windows, stride 4): 75 frames, 18 windows each, none dropped.
+    code, text, data, rows = env.perf("streams", "--model", "micro", "--streams", "2",
+                                      "--stream-size", "320x240", "--stream-seconds", "3")
+    check(code == 0, f"exit {code}")
+    check(data["mode"] == "streams" and data["transport"] == "push", "a pushed streams run")
+    check((data["width"], data["height"], data["fps"]) == (320, 240, 25), "the asked size and rate")
+    run = data["runs"][0]
+    overall = run["overall"]
+    check(run["streams"] == 2 and len(run["per_stream"]) == 2, "two streams")
+    check(overall["frames_sent"] == 150, f"150 frames sent ({overall['frames_sent']})")
+    check(overall["windows"] == 36 and overall["dropped"] == 0,
+          f"36 windows answered, none dropped ({overall['windows']}, {overall['dropped']})")
+    check(overall["ended"] == {"OK": 2}, f"both streams ended OK ({overall['ended']})")
+    check(0 < overall["p50_us"] <= overall["p99_us"] <= overall["max_us"],
+          "0 < p50 <= p99 <= max")
+    check(overall["client_count"] > 0 and overall["client_p50_us"] >= overall["p50_us"] / 2,
+          "client-observed latencies were matched to frames")
+    check(run["passed"], "the run holds the default budget")
+    check(len([r for r in rows if r["stream"] != "all"]) == 2, "a CSV row per stream")
+    check("max streams" not in text, "no search without --find-max-streams")
+
+
+def test_find_max_streams(env):
+    # The micro model holds two small cameras easily: the search, capped at
+    # 2, ends at 2.
+    code, text, data, _ = env.perf("find_max", "--model", "micro", "--find-max-streams",
+                                   "--streams", "2", "--stream-size", "320x240",
+                                   "--stream-seconds", "1.5")
+    check(code == 0, f"exit {code}")
+    check(data["max_streams"] == 2, f"max_streams == 2 ({data['max_streams']})")
+    check([r["streams"] for r in data["runs"]] == [1, 2], "trials of 1 then 2 streams")
+    check("max streams within budget: 2" in text, "the table says so")
+
+
 TESTS = {name[5:]: fn for name, fn in globals().items() if name.startswith("test_")}
 
 

@@ -316,3 +316,63 @@ TEST(StreamDecoderTest, UnknownCodecIsRefused) {
 
 }  // namespace
 }  // namespace clipserve::video
+
+namespace clipserve::video {
+namespace {
+
+// An Annex B stream of one slice per frame cut into its access units: a
+// unit begins at a parameter set, SEI or delimiter after a slice, or at a
+// slice after a slice.
+std::vector<std::string> AccessUnits(const std::string& stream) {
+  std::vector<size_t> starts;   // where each NAL's start code begins
+  std::vector<int> types;
+  for (size_t i = 0; i + 3 < stream.size(); ++i) {
+    if (stream[i] == 0 && stream[i + 1] == 0 && stream[i + 2] == 1) {
+      starts.push_back(i > 0 && stream[i - 1] == 0 ? i - 1 : i);
+      types.push_back(stream[i + 3] & 0x1f);
+      i += 2;
+    }
+  }
+  std::vector<std::string> units;
+  size_t unit_start = 0;
+  for (size_t n = 1; n < starts.size(); ++n) {
+    const bool prev_slice = types[n - 1] == 1 || types[n - 1] == 5;
+    if (prev_slice) {
+      units.push_back(stream.substr(unit_start, starts[n] - unit_start));
+      unit_start = starts[n];
+    }
+  }
+  units.push_back(stream.substr(unit_start));
+  return units;
+}
+
+TEST(StreamDecoderTest, WholeAccessUnitsAreDecodedAsTheyArriveAndPlacedByTheStreamsRate) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const std::string stream = Annexb("-g 30 -bf 0 -x264-params threads=1:sliced-threads=0");
+  const std::vector<std::string> units = AccessUnits(stream);
+  ASSERT_EQ(units.size(), size_t{kFrames});
+  for (bool whole : {true, false}) {
+    SCOPED_TRACE(whole ? "one access unit a Push()" : "split anywhere");
+    StreamDecoder::Options o = WholeFrames();
+    o.whole_access_units = whole;
+    auto d = StreamDecoder::Create(o);
+    ASSERT_TRUE(d.ok()) << d.status();
+    FrameCollector sink(o.geometry);
+    for (size_t i = 0; i < units.size(); ++i) {
+      ASSERT_TRUE((*d)->Push(units[i], &sink).ok());
+      // Without the promise, a unit is known complete only when the next
+      // one begins.
+      ASSERT_EQ(sink.frames.size(), whole ? i + 1 : i) << "after unit " << i;
+    }
+    ASSERT_TRUE((*d)->Finish(&sink).ok());
+    ASSERT_EQ(sink.frames.size(), size_t{kFrames});
+    std::vector<int> want(kFrames);
+    for (int i = 0; i < kFrames; ++i) want[i] = i;
+    EXPECT_EQ(Shown(sink.frames), want);
+    // No container, but the stream says 25 fps (its VUI timing).
+    for (int i = 0; i < kFrames; ++i) EXPECT_EQ(sink.frames[i].time_us, 40000 * i) << i;
+  }
+}
+
+}  // namespace
+}  // namespace clipserve::video
