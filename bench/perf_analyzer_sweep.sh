@@ -52,18 +52,9 @@ fi
 repo="$out/repository"
 rm -rf "$repo"
 "$build/bench/clipserve-bench-repo" "$repo"
-server_log="$out/server.log"
-"$build/server/clipserve" --model-repository "$repo" --grpc-address 127.0.0.1 \
-  --grpc-port 0 --metrics-port 0 2>"$server_log" &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  grep -q "serving gRPC on port" "$server_log" && break
-  kill -0 "$server" 2>/dev/null || break
-  sleep 0.2
-done
-port=$(sed -n 's/.*serving gRPC on port \([0-9]*\).*/\1/p' "$server_log")
-[ -n "$port" ] || { cat "$server_log" >&2; log "the server did not start"; exit 1; }
+. scripts/lib/start-server.sh
+start_clipserve "$build/server/clipserve" "$out/server.log" --model-repository "$repo" ||
+  { log "the server did not start"; exit 1; }
 log "clipserve on 127.0.0.1:$port; $model at concurrency $concurrency, ${window} ms windows"
 
 all="$out/perf-analyzer.csv"

@@ -27,17 +27,8 @@ echo "== offline ceiling (in-process, no gRPC)"
 "$bin/bench/clipserve-offline" --model-repository "$repo" --model tiny-b8 \
   --batch-sizes 1,8 --seconds "$window" | tee "$out/offline.jsonl"
 
-log="$out/server.log"
-"$bin/server/clipserve" --model-repository "$repo" --grpc-address 127.0.0.1 \
-  --grpc-port 0 --metrics-port 0 2>"$log" &
-server=$!
-trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-  grep -q "serving gRPC on port" "$log" && break
-  sleep 0.2
-done
-port=$(sed -n 's/.*serving gRPC on port \([0-9]*\).*/\1/p' "$log")
-[ -n "$port" ] || { cat "$log"; exit 1; }
+. scripts/lib/start-server.sh
+start_clipserve "$bin/server/clipserve" "$out/server.log" --model-repository "$repo"
 
 echo "== served: tiny-b8 (dynamic batching up to 8)"
 "$bin/client/clipserve-perf" --server "127.0.0.1:$port" --model tiny-b8 \

@@ -26,19 +26,8 @@ repo="$out/repository"
 rm -rf "$repo"
 build/bench/clipserve-bench-repo "$repo" streams
 
-log="$out/server.log"
-build/server/clipserve --model-repository "$repo" --grpc-address 127.0.0.1 \
-  --grpc-port 0 --metrics-port 0 >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-port=
-for _ in $(seq 1 240); do
-  port=$(sed -n 's/.*serving gRPC on port \([0-9]*\).*/\1/p' "$log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || { tail "$log"; exit 1; }
-  sleep 0.5
-done
-[ -n "$port" ] || { echo "the server did not start"; exit 1; }
+. scripts/lib/start-server.sh
+start_clipserve build/server/clipserve "$out/server.log" --model-repository "$repo"
 perf=(build/client/clipserve-perf --server "127.0.0.1:$port" --model tiny8-b8
       --stream-size 1920x1080 --stream-fps 25 --stream-seconds "$seconds")
 

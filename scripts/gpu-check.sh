@@ -116,25 +116,24 @@ echo "CUDA tests: $tests"
 step "benchmarks"
 "$python" bench/gpu_bench.py --build "$build" --out "$out" ${QUICK:+--quick}
 
-step "NVDEC"
-if [ "$video" = ON ]; then
-  nvdec=$(bash scripts/lib/nvdec-check.sh "$build" "$out" 2>"$out/nvdec.log") || true
-  [ -n "$nvdec" ] || nvdec="NVDEC: FAIL: the check stopped: $(tail -3 "$out/nvdec.log")"
-else
-  nvdec="NVDEC: not checked: this host has no FFmpeg libraries for pkg-config (docs/gpu.md)"
-fi
-echo "$nvdec"
-printf '\n%s\n' "$nvdec" >>"$out/summary.md"
+# A check that needs video decoding: its one-line result, on stdout and
+# appended to summary.md.
+video_check() {
+  local name=$1 script=$2 line
+  if [ "$video" = ON ]; then
+    line=$(bash "$script" "$build" "$out" 2>"$out/$name.log") || true
+    [ -n "$line" ] || line="$name: FAIL: the check stopped: $(tail -3 "$out/$name.log")"
+  else
+    line="$name: not checked: this host has no FFmpeg libraries for pkg-config (docs/gpu.md)"
+  fi
+  echo "$line"
+  printf '\n%s\n' "$line" >>"$out/summary.md"
+}
 
+step "NVDEC"
+video_check NVDEC scripts/lib/nvdec-check.sh
 step "live streams"
-if [ "$video" = ON ]; then
-  streams=$(bash scripts/lib/streams-check.sh "$build" "$out" 2>"$out/streams.log") || true
-  [ -n "$streams" ] || streams="streams: FAIL: the check stopped: $(tail -3 "$out/streams.log")"
-else
-  streams="streams: not checked: this host has no FFmpeg libraries for pkg-config (docs/gpu.md)"
-fi
-echo "$streams"
-printf '\n%s\n' "$streams" >>"$out/summary.md"
+video_check streams scripts/lib/streams-check.sh
 
 step "done in $(( $(date +%s) - start )) s; CUDA tests $tests; summary: $out/summary.md"
 [ "$tests" = passed ]

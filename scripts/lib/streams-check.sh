@@ -19,18 +19,10 @@ perf=$build/client/clipserve-perf
 for b in "$server" "$perf"; do
   [ -x "$b" ] || { echo "streams: $b is missing"; exit 1; }
 done
-log=$out/streams-server.log
-"$server" --grpc-address 127.0.0.1 --grpc-port 0 --metrics-port 0 >"$log" 2>&1 &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
-port=
-for _ in $(seq 1 600); do
-  port=$(sed -n 's/.*serving gRPC on port \([0-9]*\).*/\1/p' "$log" | head -1)
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || { echo "streams: the server exited: $(tail -3 "$log")"; exit 1; }
-  sleep 0.5
-done
-[ -n "$port" ] || { echo "streams: the server did not start in 300 s"; exit 1; }
+server_bin=$server
+. "$(dirname "$0")/start-server.sh"
+start_clipserve "$server_bin" "$out/streams-server.log" 2>>"$out/streams.log" ||
+  { echo "streams: the server did not start ($out/streams-server.log)"; exit 1; }
 "$perf" --server "127.0.0.1:$port" --model i3d --streams "$streams" \
   --stream-size 1920x1080 --stream-fps 25 --stream-seconds "$seconds" \
   --json "$out/streams.json" >"$out/streams.txt" 2>&1 ||

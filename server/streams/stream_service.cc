@@ -253,6 +253,12 @@ class StreamCall final
     if (front == damage_event_) damage_event_ = nullptr;
     return front;
   }
+  // `task` is answered (or dropped): its buffer is free again.
+  void ReleaseLocked(WindowTask* task) {
+    task->state = WindowTask::State::kFree;
+    --inflight_;
+    wake_.notify_all();
+  }
   // Reports the answers dropped since the last report, if any.
   const StreamResponse* AnswersDroppedLocked() {
     if (answers_dropped_ == 0) return nullptr;
@@ -837,9 +843,7 @@ void StreamCall::WindowDone(WindowTask* task, absl::Span<const float> logits,
       const StreamResponse* s = QueueLocked(std::move(r));
       if (start == nullptr) start = s;
     }
-    task->state = WindowTask::State::kFree;
-    --inflight_;
-    wake_.notify_all();
+    ReleaseLocked(task);
   }
   if (start != nullptr) StartWrite(start);
 }
@@ -859,9 +863,7 @@ void StreamCall::WindowFailed(WindowTask* task, const absl::Status& status) {
     metrics_->window(outcome).Increment();
     start = EventLocked(StreamEvent::WINDOWS_DROPPED, 1, why, &drop_event_);
     if (queued_ == task) queued_ = nullptr;
-    task->state = WindowTask::State::kFree;
-    --inflight_;
-    wake_.notify_all();
+    ReleaseLocked(task);
   }
   if (start != nullptr) StartWrite(start);
 }

@@ -165,6 +165,24 @@ StreamRun RunStream(ServerProcess& server, const StreamOpen& open,
   return run;
 }
 
+// A stream opened by hand (its open written), for tests that act while it
+// runs.
+struct OpenedStream {
+  OpenedStream(ServerProcess& server, const StreamOpen& open,
+               std::chrono::seconds limit = std::chrono::seconds(90))
+      : stub(v1::VideoClassifier::NewStub(server.Channel())) {
+    context.set_deadline(std::chrono::system_clock::now() + limit);
+    stream = stub->ClassifyStream(&context);
+    StreamRequest first;
+    *first.mutable_open() = open;
+    opened = stream->Write(first);
+  }
+  std::unique_ptr<v1::VideoClassifier::Stub> stub;
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<StreamRequest, StreamResponse>> stream;
+  bool opened = false;
+};
+
 // A raw stream; every window answered unless `real_time`.
 StreamOpen RawOpen(const std::string& model, int stride = 0, bool real_time = false) {
   StreamOpen open;
@@ -700,16 +718,14 @@ TEST_F(StreamTest, AnHttpSourceThatDropsIsReconnectedAndFramesGoOn) {
     });
   };
   auto first = serve();
-  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
-  auto stream = stub->ClassifyStream(&context);
-  StreamRequest open;
-  open.mutable_open()->set_model_name("tiny");
-  open.mutable_open()->set_source_url(url);
-  open.mutable_open()->set_every_window(true);
-  open.mutable_open()->mutable_source()->set_max_reconnects(-1);
-  ASSERT_TRUE(stream->Write(open));
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_source_url(url);
+  open.set_every_window(true);
+  open.mutable_source()->set_max_reconnects(-1);
+  OpenedStream s(*server_, open);
+  ASSERT_TRUE(s.opened);
+  auto& stream = s.stream;
   StreamRun run;
   std::future<ServerProcess::Output> second;
   int64_t windows_at_reconnect = -1;
@@ -767,13 +783,9 @@ TEST_F(StreamTest, AnHlsPlaylistIsPulledAndItsSegmentsMustBeUnderAPrefixToo) {
   open.mutable_source()->set_max_reconnects(-1);  // until the web server is up
   {
     open.set_source_url(base + "live.m3u8");
-    auto stub = v1::VideoClassifier::NewStub(server_->Channel());
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    auto stream = stub->ClassifyStream(&context);
-    StreamRequest first;
-    *first.mutable_open() = open;
-    ASSERT_TRUE(stream->Write(first));
+    OpenedStream s(*server_, open, std::chrono::seconds(60));
+    ASSERT_TRUE(s.opened);
+    auto& stream = s.stream;
     StreamRun run;
     for (StreamResponse r; stream->Read(&r);) {
       Collect(r, &run);
@@ -798,13 +810,9 @@ TEST_F(StreamTest, AUdpSourceIsPulled) {
   open.set_source_url(absl::StrCat("udp://127.0.0.1:", udp_port_));
   open.set_every_window(true);
   open.mutable_source()->set_max_reconnects(-1);
-  auto stub = v1::VideoClassifier::NewStub(server_->Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(90));
-  auto stream = stub->ClassifyStream(&context);
-  StreamRequest first;
-  *first.mutable_open() = open;
-  ASSERT_TRUE(stream->Write(first));
+  OpenedStream s(*server_, open);
+  ASSERT_TRUE(s.opened);
+  auto& stream = s.stream;
   StreamResponse started;
   ASSERT_TRUE(stream->Read(&started));
   ASSERT_TRUE(started.has_started());
@@ -843,15 +851,16 @@ TEST(StreamShutdownTest, SigtermAnswersQueuedWindowsThenEndsStreamsUnavailable) 
   for (int i = 0; i < 3 * kT; ++i) {
     ASSERT_TRUE(stream->Write(FrameMessage(RawFrame(i), kRawSide)));
   }
-  // Window 0 answered: windows 1 and 2 are queued or running now.
-  StreamResponse first;
-  ASSERT_TRUE(stream->Read(&first));
-  ASSERT_TRUE(first.has_window());
+  // Every frame decoded: windows 1 and 2 are queued or running behind
+  // window 0 (each takes ~150 ms).
+  ASSERT_GE(server->WaitForMetric("clipserve_stream_frames_total{model=\"slow\",version=\"1\"}",
+                                  3 * kT),
+            3 * kT);
   server->Signal(SIGTERM);
   StreamRun run;
   for (StreamResponse r; stream->Read(&r);) Collect(r, &run);
   ExpectStatus(stream->Finish(), grpc::StatusCode::UNAVAILABLE, "shutting down");
-  EXPECT_EQ(run.windows.size(), 2u) << "every queued window is answered";
+  EXPECT_EQ(run.windows.size(), 3u) << "every queued window is answered";
   EXPECT_TRUE(run.events.empty());
   EXPECT_EQ(server->Wait(), 0);
 }
