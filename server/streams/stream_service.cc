@@ -107,7 +107,10 @@ class StreamCall final
 
   void StartWorker() {
     refs_ = 2;  // gRPC's and the worker's
-    std::thread([this] { Work(); }).detach();
+    std::thread([this, service = service_] {
+      Work();  // ends with this call deleted or left to gRPC's OnDone
+      service->WorkerExited();
+    }).detach();
   }
 
   // From Shutdown(): end with UNAVAILABLE once queued windows are answered.
@@ -906,7 +909,7 @@ StreamService::~StreamService() {
   std::unique_lock<std::mutex> lock(mu_);
   draining_ = true;
   for (StreamCall* s : streams_) s->Drain();
-  idle_.wait(lock, [this] { return streams_.empty(); });
+  idle_.wait(lock, [this] { return streams_.empty() && workers_ == 0; });
 }
 
 grpc::ServerBidiReactor<StreamRequest, StreamResponse>* StreamService::Start(
@@ -936,7 +939,13 @@ bool StreamService::Register(StreamCall* call) {
     return false;
   }
   streams_.insert(call);
+  ++workers_;
   return true;
+}
+
+void StreamService::WorkerExited() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--workers_ == 0) idle_.notify_all();
 }
 
 void StreamService::Unregister(StreamCall* call) {

@@ -28,6 +28,9 @@
 //    model's queue, an every_window stream at most kWindowsInFlight queued
 //    or running, whatever their rate, so one camera cannot fill the queue
 //    ahead of the others (ManyStreamsShareBatchesAndNoneStarves).
+//  - StreamOpen.priority is the batching level of every window of the
+//    stream, as a clip's priority is its own
+//    (AnUrgentStreamOvertakesTheQueuedWindowsOfALessUrgentOne).
 //  - A stream's windows are answered before it ends; it ends OK when its
 //    input ends (half-close, a replayed file's end), INVALID_ARGUMENT for
 //    a bad open, a frame that does not fit or a stream that cannot be
@@ -97,7 +100,7 @@ class StreamService {
   // `models` and `metrics` must outlive the service.
   StreamService(const ModelRepository* models, Metrics* metrics,
                 const StreamOptions& options);
-  // Waits for every stream's worker to end (Shutdown() first).
+  // Waits for every stream's worker thread to exit (Shutdown() first).
   ~StreamService();
 
   grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Start(
@@ -116,14 +119,18 @@ class StreamService {
   // A stream's worker is running (false: refused, at max_streams or
   // draining).
   bool Register(StreamCall* call);
+  // The stream has ended: Drain() no longer reaches it.
   void Unregister(StreamCall* call);
+  // A worker thread's last step (after its call may be deleted).
+  void WorkerExited();
 
   const ModelRepository* const models_;
   const StreamOptions options_;
   StreamMetrics metrics_;
   mutable std::mutex mu_;
-  std::condition_variable idle_;  // streams_ became empty
+  std::condition_variable idle_;  // streams_ or workers_ became empty
   std::set<StreamCall*> streams_;
+  int workers_ = 0;  // worker threads not yet exited
   bool draining_ = false;
 };
 

@@ -240,6 +240,10 @@ class StreamTest : public ::testing::Test {
     WriteScriptModel(repo, "slow",
                      ModelConfigText("slow", 8, kT, kSide, kSide, kClasses, ""),
                      SlowForward(40), kClasses);
+    // The same, one window a batch: the queue's order shows.
+    WriteScriptModel(repo, "slow1",
+                     ModelConfigText("slow1", 1, kT, kSide, kSide, kClasses, ""),
+                     SlowForward(40), kClasses);
     http_port_ = FreePort();
     udp_port_ = FreePort();
     server_ = ServerProcess::Start(
@@ -632,6 +636,37 @@ TEST_F(StreamTest, ManyStreamsShareBatchesAndNoneStarves) {
   EXPECT_GT(max_batch, 1) << "windows of several streams in one batch";
   EXPECT_LT(std::chrono::microseconds(late.windows[0].latency_us()), all_took / 3)
       << "the late stream's window was served among the others'";
+}
+
+TEST_F(StreamTest, AnUrgentStreamOvertakesTheQueuedWindowsOfALessUrgentOne) {
+  // A least-urgent stream keeps four windows in flight on a model that
+  // runs one window a batch; an urgent stream's window, sent once three of
+  // them wait, goes ahead of them: it waits for at most the batch running,
+  // not for the three queued before it.
+  std::vector<StreamRequest> input;
+  for (int i = 0; i < 40; ++i) {
+    input.push_back(FrameMessage(std::string(kSide * kSide * 3, static_cast<char>(i)), kSide));
+  }
+  StreamOpen background = RawOpen("slow1");
+  background.set_priority(3);
+  auto flood = std::async(std::launch::async,
+                          [&] { return RunStream(*server_, background, input); });
+  ASSERT_GE(server_->WaitForMetric("clipserve_queue_depth{model=\"slow1\",version=\"1\"}", 3),
+            3);
+  StreamOpen urgent = RawOpen("slow1");
+  urgent.set_priority(1);
+  StreamRun run = RunStream(*server_, urgent,
+                            std::vector<StreamRequest>(input.begin(), input.begin() + kT));
+  StreamRun rest = flood.get();
+  ASSERT_TRUE(run.status.ok()) << run.status.error_message();
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  ASSERT_EQ(run.windows.size(), 1u);
+  ASSERT_EQ(rest.windows.size(), 10u);
+  double compute_us = 0;
+  for (const auto& w : rest.windows) compute_us += w.timings().compute_us();
+  compute_us /= rest.windows.size();
+  EXPECT_LT(run.windows[0].latency_us(), 2.5 * compute_us)
+      << "waited behind queued windows of lower priority";
 }
 
 TEST_F(StreamTest, AClientThatDoesNotReadLosesAnswersNotServerMemory) {
