@@ -246,6 +246,7 @@ class StreamTest : public ::testing::Test {
                      SlowForward(40), kClasses);
     http_port_ = FreePort();
     udp_port_ = FreePort();
+    rtsp_port_ = FreePort();
     server_ = ServerProcess::Start(
                   {"--model-repository", repo, "--max-streams", "5",
                    "--stream-idle-timeout-seconds", "2",
@@ -253,7 +254,8 @@ class StreamTest : public ::testing::Test {
                    "2000000", "--video-max-side", "1024", "--stream-source-prefix",
                    absl::StrCat("file://", dir_->path(), "/"), "--stream-source-prefix",
                    absl::StrCat("http://127.0.0.1:", http_port_, "/"),
-                   "--stream-source-prefix", absl::StrCat("udp://127.0.0.1:", udp_port_)})
+                   "--stream-source-prefix", absl::StrCat("udp://127.0.0.1:", udp_port_),
+                   "--stream-source-prefix", absl::StrCat("rtsp://127.0.0.1:", rtsp_port_, "/")})
                   .release();
     ASSERT_NE(server_, nullptr);
     const std::string d = dir_->path();
@@ -300,12 +302,14 @@ class StreamTest : public ::testing::Test {
   static ServerProcess* server_;
   static int http_port_;
   static int udp_port_;
+  static int rtsp_port_;
 };
 
 TempDir* StreamTest::dir_ = nullptr;
 ServerProcess* StreamTest::server_ = nullptr;
 int StreamTest::http_port_ = 0;
 int StreamTest::udp_port_ = 0;
+int StreamTest::rtsp_port_ = 0;
 
 TEST_F(StreamTest, RawFramesAreWindowedLikeTheSameFramesSentAsClips) {
   std::vector<std::string> frames;
@@ -837,6 +841,49 @@ TEST_F(StreamTest, AnHlsPlaylistIsPulledAndItsSegmentsMustBeUnderAPrefixToo) {
                absl::StrCat("led to http://127.0.0.1:", elsewhere, "/seg0.ts"));
   ServerProcess::RunCommand(absl::StrCat("pkill -f '", serve, "'"));
   web.wait();
+}
+
+TEST_F(StreamTest, AnRtspCameraOverTcpIsPulledAndReconnectedWhenItDrops) {
+  // A camera (tests/integration/rtsp_server.py: RTSP, RTP interleaved on
+  // TCP) that sends 3 s of live H.264, drops the connection, and takes the
+  // next one.
+  const std::string camera =
+      absl::StrCat("python3 ", CLIPSERVE_RTSP_TEST_SERVER, " --port ", rtsp_port_, " --file ",
+                   Path("a.h264"), " --seconds 3");
+  auto running = std::async(std::launch::async, [&] {
+    return ServerProcess::RunCommand(absl::StrCat("timeout 60 ", camera));
+  });
+  StreamOpen open;
+  open.set_model_name("tiny");
+  open.set_source_url(absl::StrCat("rtsp://127.0.0.1:", rtsp_port_, "/live"));
+  open.set_every_window(true);
+  open.mutable_source()->set_rtsp_tcp(true);
+  open.mutable_source()->set_max_reconnects(-1);  // until the camera listens
+  OpenedStream s(*server_, open);
+  ASSERT_TRUE(s.opened);
+  StreamRun run;
+  int64_t windows_at_reconnect = -1;
+  for (StreamResponse r; s.stream->Read(&r);) {
+    Collect(r, &run);
+    if (r.has_event() && r.event().kind() == StreamEvent::SOURCE_RECONNECTED &&
+        windows_at_reconnect < 0 && !run.windows.empty()) {
+      windows_at_reconnect = static_cast<int64_t>(run.windows.size());
+    }
+    if (windows_at_reconnect >= 0 &&
+        static_cast<int64_t>(run.windows.size()) == windows_at_reconnect + 10) {
+      s.stream->WritesDone();
+    }
+  }
+  const grpc::Status status = s.stream->Finish();
+  ServerProcess::RunCommand(absl::StrCat("pkill -f '", camera, "'"));
+  running.wait();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(windows_at_reconnect, 10) << "3 s of 25 fps before the drop: ~18 windows";
+  EXPECT_GE(run.Events(StreamEvent::SOURCE_LOST), 1);
+  for (size_t w = 1; w < run.windows.size(); ++w) {
+    EXPECT_EQ(run.windows[w].number(), run.windows[w - 1].number() + 1);
+  }
+  EXPECT_GT(run.windows.back().first_frame(), 75) << "frame numbers went on";
 }
 
 TEST_F(StreamTest, AUdpSourceIsPulled) {
