@@ -108,7 +108,7 @@ def main():
         # Grouping labels must exist on something the expression reads.
         for group in re.findall(r"\b(?:by|without)\s*\(([^)]*)\)", bare):
             for label in [l.strip() for l in group.split(",") if l.strip()]:
-                known = TARGET_LABELS | {"le", "model", "version", "code", "gpu", "gpu_uuid"}
+                known = TARGET_LABELS | {"le"} | set().union(*(l for _, l in metrics.values()))
                 if label not in known:
                     problems.append(f"{where}: groups by unknown label {label!r}")
 
