@@ -140,10 +140,6 @@ class FfmpegLiveSource final : public LiveSource {
           s->codecpar->height, ", larger than ", options_.limits.max_width, "x",
           options_.limits.max_height));
     }
-    width_ = s->codecpar->width;
-    height_ = s->codecpar->height;
-    const AVRational rate = s->avg_frame_rate.num > 0 ? s->avg_frame_rate : s->r_frame_rate;
-    fps_ = rate.num > 0 && rate.den > 0 ? av_q2d(rate) : 0;
     time_base_ = s->time_base;
     packet_.reset(av_packet_alloc());
     if (!packet_) return internal::OutOfMemory();
@@ -178,8 +174,6 @@ class FfmpegLiveSource final : public LiveSource {
         }
         output_.set_arrival_ns(SteadyNanos());
         decoded = output_.Decode(packet_.get(), &offset);
-        corrupt_.store(output_.corrupt(), std::memory_order_relaxed);
-        dropped_.store(output_.dropped(), std::memory_order_relaxed);
       }
       av_packet_unref(packet_.get());
       if (!decoded.ok()) return decoded;
@@ -196,15 +190,7 @@ class FfmpegLiveSource final : public LiveSource {
   }
 
  public:
-  int width() const override { return width_; }
-  int height() const override { return height_; }
-  double fps() const override { return fps_; }
-  int64_t corrupt_packets() const override {
-    return corrupt_.load(std::memory_order_relaxed);
-  }
-  int64_t dropped_frames() const override {
-    return dropped_.load(std::memory_order_relaxed);
-  }
+  int64_t dropped_frames() const override { return output_.dropped(); }
 
  private:
   bool stopped() const { return stop_->load(std::memory_order_relaxed); }
@@ -280,16 +266,11 @@ class FfmpegLiveSource final : public LiveSource {
   decltype(AVFormatContext::io_open) default_io_open_ = nullptr;
   int stream_ = -1;
   AVRational time_base_{0, 1};
-  int width_ = 0;
-  int height_ = 0;
-  double fps_ = 0;
   int64_t io_deadline_ns_ = 0;
   bool timed_out_ = false;
   std::string refused_url_;
   int64_t pace_origin_ns_ = 0;
   int64_t pace_origin_us_ = 0;
-  std::atomic<int64_t> corrupt_{0};
-  std::atomic<int64_t> dropped_{0};
 };
 
 }  // namespace

@@ -90,12 +90,8 @@ class LiveSource {
   // contract above). Frame indices count from `first_index`.
   virtual absl::Status Run(StreamDecoder::Sink* sink, int64_t first_index) = 0;
 
-  // The video's size and frame rate as the source declares them (0: unknown).
-  virtual int width() const = 0;
-  virtual int height() const = 0;
-  virtual double fps() const = 0;
-  // Damage counted so far (see StreamDecoder).
-  virtual int64_t corrupt_packets() const = 0;
+  // Frames dropped so far waiting for a keyframe after damage (see
+  // StreamDecoder); read between Run() calls.
   virtual int64_t dropped_frames() const = 0;
 };
 

@@ -166,7 +166,6 @@ class StreamCall final
 
   void OnCancel() override {
     std::lock_guard<std::mutex> lock(mu_);
-    cancelled_ = true;
     client_gone_.store(true, std::memory_order_relaxed);
     if (stop_status_.ok()) stop_status_ = absl::CancelledError("the client cancelled the stream");
     stop_.store(true, std::memory_order_relaxed);
@@ -341,7 +340,6 @@ class StreamCall final
   int64_t input_arrival_ns_ = 0;
   std::atomic<bool> stop_{false};  // also read by a LiveSource
   absl::Status stop_status_;       // why stopped (OK: input ended)
-  bool cancelled_ = false;
   // Output.
   std::deque<std::unique_ptr<StreamResponse>> writes_;
   std::vector<std::unique_ptr<StreamResponse>> spare_;
@@ -386,7 +384,7 @@ void StreamCall::Work() {
   if (start != nullptr) StartWrite(start);
   {
     std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait(lock, [this] { return !writing_ || broken_ || cancelled_; });
+    wake_.wait(lock, [this] { return !writing_ || broken_ || client_gone(); });
   }
   decoder_.reset();
   if (opened_) metrics_->active->Decrement();
@@ -961,9 +959,5 @@ void StreamService::Shutdown(std::chrono::milliseconds grace) {
   idle_.wait_for(lock, grace, [this] { return streams_.empty(); });
 }
 
-int StreamService::active() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(streams_.size());
-}
 
 }  // namespace clipserve::server

@@ -112,7 +112,6 @@ class StreamService {
   // UNAVAILABLE from the start.
   void Shutdown(std::chrono::milliseconds grace);
 
-  int active() const;
 
  private:
   friend class StreamCall;

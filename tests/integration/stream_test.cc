@@ -522,6 +522,28 @@ TEST_F(StreamTest, BadStreamsGetPreciseErrorsAndTheServerKeepsServing) {
     ExpectStatus(RunStream(*server_, RawOpen("tiny"), {wide}).status,
                  grpc::StatusCode::INVALID_ARGUMENT, "1100x2; frames must be 1x1 to 1024x1024");
   }
+  // A second open, an empty message, and one data message over
+  // --video-max-bytes (2000000 here).
+  {
+    StreamRequest again;
+    *again.mutable_open() = RawOpen("tiny");
+    ExpectStatus(RunStream(*server_, RawOpen("tiny"), {again}).status,
+                 grpc::StatusCode::INVALID_ARGUMENT, "open may only be a stream's first message");
+    ExpectStatus(RunStream(*server_, RawOpen("tiny"), {StreamRequest()}).status,
+                 grpc::StatusCode::INVALID_ARGUMENT, "holds no frame or data");
+    ExpectStatus(RunStream(*server_, open, {DataMessage(std::string(2100000, '\0'))}).status,
+                 grpc::StatusCode::INVALID_ARGUMENT,
+                 "a data message has 2100000 bytes; at most 2000000");
+  }
+  // Input messages after the open of a stream the server pulls.
+  {
+    StreamOpen pull;
+    pull.set_model_name("tiny");
+    pull.set_source_url(absl::StrCat("file://", dir_->path(), "/a.ts"));
+    ExpectStatus(RunStream(*server_, pull, {DataMessage("abc")}).status,
+                 grpc::StatusCode::INVALID_ARGUMENT,
+                 "a stream with a source_url takes no messages after its open");
+  }
   // Bytes that are no H.264 at all.
   std::mt19937 rng(7);
   std::string junk(300000, '\0');
@@ -534,7 +556,7 @@ TEST_F(StreamTest, BadStreamsGetPreciseErrorsAndTheServerKeepsServing) {
   ExpectStatus(RunStream(*server_, open, Chunks(ReadFile(Path("a.h264")), 4096)).status,
                grpc::StatusCode::INVALID_ARGUMENT, "is it hevc?");
   ExpectStillServing();
-  EXPECT_GE(Metric("clipserve_streams_ended_total{code=\"INVALID_ARGUMENT\"}"), 10);
+  EXPECT_GE(Metric("clipserve_streams_ended_total{code=\"INVALID_ARGUMENT\"}"), 14);
 }
 
 TEST_F(StreamTest, StreamsBeyondMaxStreamsAreRefusedUntilOneEnds) {
@@ -683,7 +705,7 @@ TEST_F(StreamTest, AnUrgentStreamOvertakesTheQueuedWindowsOfALessUrgentOne) {
   EXPECT_LE(overtaken_by, 2) << "waited behind queued windows of lower priority";
 }
 
-TEST_F(StreamTest, AClientThatDoesNotReadLosesAnswersNotServerMemory) {
+TEST_F(StreamTest, AClientThatDoesNotReadHasItsAnswersBeyondTheBoundDroppedAndCounted) {
   // Stride 1: every frame after the third completes a window, ~3000
   // answers while the client reads none of them.
   const double classified_before = Metric(
