@@ -18,7 +18,7 @@ absl::Status OutOfMemory() {
 absl::Status FrameOutput::Open(const AVCodec* codec, const AVCodecParameters* par,
                                AVRational time_base) {
   decoder_.reset(avcodec_alloc_context3(codec));
-  if (!frame_) frame_.reset(av_frame_alloc());
+  frame_.reset(av_frame_alloc());
   if (!decoder_ || !frame_) return OutOfMemory();
   if (par != nullptr && avcodec_parameters_to_context(decoder_.get(), par) < 0) {
     return OutOfMemory();
@@ -38,8 +38,6 @@ absl::Status FrameOutput::Open(const AVCodec* codec, const AVCodecParameters* pa
     return par != nullptr ? absl::InvalidArgumentError(why)
                           : absl::InternalError(why);
   }
-  // A new codec starts at a keyframe, whatever came before.
-  waiting_for_key_ = produced_ > 0;
   return absl::OkStatus();
 }
 

@@ -30,9 +30,7 @@ class FrameOutput {
       : options_(options), converter_(options.geometry, options.limits) {}
 
   // `par`: the container's codec parameters (nullptr for Annex B);
-  // `time_base`: the packets' timestamps' unit ({0, 1}: none). May be
-  // called again (a pulled source that reconnects): the codec starts over,
-  // frame indices go on.
+  // `time_base`: the packets' timestamps' unit ({0, 1}: none). Once.
   absl::Status Open(const AVCodec* codec, const AVCodecParameters* par,
                     AVRational time_base);
   AVCodecContext* decoder() { return decoder_.get(); }

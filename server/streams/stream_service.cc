@@ -228,6 +228,16 @@ class StreamCall final
   // Reports frames lost to damage since the last report.
   void ReportDamage(int64_t lost_total);
   void Send(std::unique_ptr<StreamResponse> response);
+  // One event of its own (count 1), not merged with others of its kind.
+  void SendEvent(StreamEvent::Kind kind, absl::string_view message) {
+    StreamResponse* ignored = nullptr;
+    const StreamResponse* start = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      start = EventLocked(kind, 1, message, &ignored);
+    }
+    if (start != nullptr) StartWrite(start);
+  }
 
   // ---- writes (mu_ held)
   std::unique_ptr<StreamResponse> SpareLocked() {
@@ -654,11 +664,7 @@ absl::Status StreamCall::Pull(const StreamOpen& open) {
     if (source.ok()) {
       if (connected) {
         metrics_->reconnects->Increment();
-        std::unique_ptr<StreamResponse> r = std::make_unique<StreamResponse>();
-        r->mutable_event()->set_kind(StreamEvent::SOURCE_RECONNECTED);
-        r->mutable_event()->set_count(1);
-        r->mutable_event()->set_message(absl::StrCat("reconnected to ", o.url));
-        Send(std::move(r));
+        SendEvent(StreamEvent::SOURCE_RECONNECTED, absl::StrCat("reconnected to ", o.url));
       }
       connected = true;
       attempts = 0;
@@ -684,13 +690,7 @@ absl::Status StreamCall::Pull(const StreamOpen& open) {
           s.message(), " (gave up after ", attempts, " reconnect attempts)"));
     }
     ++attempts;
-    {
-      std::unique_ptr<StreamResponse> r = std::make_unique<StreamResponse>();
-      r->mutable_event()->set_kind(StreamEvent::SOURCE_LOST);
-      r->mutable_event()->set_count(1);
-      r->mutable_event()->set_message(std::string(s.message()));
-      Send(std::move(r));
-    }
+    SendEvent(StreamEvent::SOURCE_LOST, s.message());
     std::unique_lock<std::mutex> lock(mu_);
     wake_.wait_for(lock, backoff, [this] { return stopped(); });
     backoff = std::min(backoff * 2, kMaxBackoff);
