@@ -14,7 +14,7 @@
 #include "runtime/backend.h"
 #include "runtime/device.h"
 #include "server/model_config.h"
-#include "server/model_repository.h"
+#include "server/lifecycle/model_repository.h"
 
 namespace {
 

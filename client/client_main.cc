@@ -12,6 +12,7 @@
 #include "client/clips.h"
 #include "client/flags.h"
 #include "client/npy.h"
+#include "client/repository_command.h"
 #include "client/stream_command.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -25,6 +26,8 @@ constexpr const char* kUsage = R"(Usage: clipserve-client [flags] [classify] [FI
        clipserve-client [flags] stream SOURCE
        clipserve-client [flags] metadata
        clipserve-client [flags] health [--service NAME]
+       clipserve-client [flags] repository index [--ready]
+       clipserve-client [flags] repository load|unload MODEL
 
 classify (the default) sends one clip to a clipserve server and prints the
 top-k classes and where the time went. FILE is
@@ -62,6 +65,13 @@ Flags:
  health:
   --service NAME       Service or model to ask about (default "": the
                        server as a whole).
+ repository (--timeout-ms and the server flags as above):
+  --admin-token-file FILE
+                       The server's admin token: the file's content,
+                       surrounding whitespace stripped (default: the
+                       environment variable CLIPSERVE_ADMIN_TOKEN; neither:
+                       none), sent as "authorization: Bearer <token>".
+  --ready              index: only the entries that are READY.
  stream (--model, --top-k and the server flags as above):
   --model-version V    Model version (default: the loaded one; --version too).
   --window N           Frames per window (default 0: the model's T).
@@ -94,6 +104,12 @@ has), a second Ctrl-C aborts.
 "metadata" prints what the model takes and gives. "health" asks
 grpc.health.v1 and prints SERVING or NOT_SERVING; it exits 0 only when
 serving.
+
+"repository" is Triton's model repository extension, restricted to holders
+of the server's admin token (PERMISSION_DENIED without it): "index" lists
+every model in the repository (MODEL VERSION STATE REASON), "load" loads or
+reloads MODEL from disk, "unload" unloads it; load and unload need a server
+in explicit model control mode (FAILED_PRECONDITION otherwise).
 
 Exit status: 0 on success, the gRPC status code on a failed call (e.g. 3 for
 INVALID_ARGUMENT, 5 for NOT_FOUND), 64 on a usage error or unreadable file.
@@ -186,10 +202,13 @@ int main(int argc, char** argv) {
                                     "window", "frame-step", "target-fps", "priority",
                                     "seconds", "replay-speed", "max-reconnects"};
   known.insert(known.end(), client::kChannelFlags.begin(), client::kChannelFlags.end());
+  known.insert(known.end(), client::kRepositoryFlags.begin(), client::kRepositoryFlags.end());
   std::vector<std::string> switches = {"logits", "decode-local", "approximate", "every-window",
                                        "realtime", "rtsp-tcp"};
   switches.insert(switches.end(), client::kChannelSwitches.begin(),
                   client::kChannelSwitches.end());
+  switches.insert(switches.end(), client::kRepositorySwitches.begin(),
+                  client::kRepositorySwitches.end());
   FlagReader flags(argc, argv, kUsage, known, switches);
   auto channel = client::MakeChannelFromFlags(flags);
   auto stub = v1::VideoClassifier::NewStub(channel);
@@ -198,10 +217,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> words = flags.positional();
   const std::string command = words.empty() ? "classify" : words.front();
   if (command == "health" || command == "metadata" || command == "classify" ||
-      command == "stream") {
+      command == "stream" || command == "repository") {
     if (!words.empty()) words.erase(words.begin());
   }
   if (command == "stream") return RunStream(flags, channel, words);
+  if (command == "repository") return client::RunRepositoryFromFlags(flags, channel, words);
   if (command == "health") {
     if (!words.empty()) flags.Fail("health takes no file");
     return CheckHealth(channel, flags.String("service", ""));

@@ -73,9 +73,9 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   }
 
   // From now on the call counts under `model`.
-  void set_model(ServedModel* model) {
-    model_ = model;
-    accounting_.BindModel(model);
+  void set_model(std::shared_ptr<ServedModel> model) {
+    model_ = std::move(model);
+    accounting_.BindModel(model_.get());
   }
 
   // Decodes the request's video into a clip and queues it; runs on a decode
@@ -151,7 +151,8 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
 
   const v1::ClassifyRequest* const request_;
   v1::ClassifyResponse* const response_;
-  ServedModel* model_ = nullptr;
+  // Held until the call is gone: a replaced version answers what it took.
+  std::shared_ptr<ServedModel> model_;
   CallAccounting accounting_;
   // A decoded video's frames, which clip() views.
   std::string frames_;
@@ -204,7 +205,7 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     grpc::CallbackServerContext* context, const v1::ClassifyRequest* request,
     v1::ClassifyResponse* response) {
   auto* call = new ClassifyCall(request, response, metrics_->unknown_model());
-  absl::StatusOr<ServedModel*> model =
+  absl::StatusOr<std::shared_ptr<ServedModel>> model =
       models_->Find(request->model_name(), request->model_version());
   if (!model.ok()) {
     call->FinishNow(model.status());
@@ -266,7 +267,7 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
 grpc::ServerUnaryReactor* ClassifyService::GetModelMetadata(
     grpc::CallbackServerContext* context, const v1::ModelMetadataRequest* request,
     v1::ModelMetadataResponse* response) {
-  absl::StatusOr<ServedModel*> model = models_->Find(request->model_name(), "");
+  absl::StatusOr<std::shared_ptr<ServedModel>> model = models_->Find(request->model_name(), "");
   if (!model.ok()) return FinishUnary(context, model.status());
   const ServedModel& m = **model;
   response->set_model_name(m.name());

@@ -5,7 +5,7 @@
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "server/decode_pool.h"
 #include "server/metrics.h"
-#include "server/model_repository.h"
+#include "server/lifecycle/model_repository.h"
 #include "server/streams/stream_service.h"
 #include "video/decode.h"
 #include "video/fetch.h"

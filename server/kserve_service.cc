@@ -23,7 +23,8 @@ using inference::ModelStreamInferResponse;
 
 constexpr const char* kServerName = "clipserve";
 // Triton's names of the protocol extensions served here.
-constexpr const char* kExtensions[] = {"model_configuration", "statistics"};
+constexpr const char* kExtensions[] = {"model_configuration", "statistics",
+                                       "model_repository"};
 
 kserve::ModelIo IoOf(const ServedModel& m) {
   kserve::ModelIo io;
@@ -50,11 +51,11 @@ class InferCall : public InferenceTask {
                      batching::TimePoint call_deadline) {
     request_ = request;
     response_ = response;
-    absl::StatusOr<ServedModel*> model =
+    absl::StatusOr<std::shared_ptr<ServedModel>> model =
         service.models().Find(request->model_name(), request->model_version());
     if (!model.ok()) return model.status();
     model_ = *model;
-    accounting_.BindModel(model_);
+    accounting_.BindModel(model_.get());
     if (service.models().draining()) {
       return absl::UnavailableError("server is shutting down");
     }
@@ -108,7 +109,8 @@ class InferCall : public InferenceTask {
 
   const ModelInferRequest* request_ = nullptr;
   ModelInferResponse* response_ = nullptr;
-  ServedModel* model_ = nullptr;
+  // Held until the call is gone: a replaced version answers what it took.
+  std::shared_ptr<ServedModel> model_;
   kserve::ModelIo io_;
   kserve::ParsedInfer parsed_;
   CallAccounting accounting_;
@@ -314,9 +316,7 @@ grpc::ServerUnaryReactor* KServeService::ServerLive(
 grpc::ServerUnaryReactor* KServeService::ServerReady(
     grpc::CallbackServerContext* context, const inference::ServerReadyRequest*,
     inference::ServerReadyResponse* response) {
-  bool ready = !models_->draining() && !models_->models().empty();
-  for (const ServedModel* m : models_->models()) ready = ready && m->healthy();
-  response->set_ready(ready);
+  response->set_ready(models_->ready());
   return FinishUnary(context, absl::OkStatus());
 }
 
@@ -324,10 +324,10 @@ grpc::ServerUnaryReactor* KServeService::ModelReady(
     grpc::CallbackServerContext* context,
     const inference::ModelReadyRequest* request,
     inference::ModelReadyResponse* response) {
-  absl::StatusOr<ServedModel*> model =
-      models_->Find(request->name(), request->version());
-  if (model.ok()) response->set_ready(!models_->draining() && (*model)->healthy());
-  return FinishUnary(context, model.status());
+  absl::StatusOr<bool> ready =
+      models_->ModelReady(request->name(), request->version());
+  if (ready.ok()) response->set_ready(*ready);
+  return FinishUnary(context, ready.status());
 }
 
 grpc::ServerUnaryReactor* KServeService::ServerMetadata(
@@ -343,12 +343,14 @@ grpc::ServerUnaryReactor* KServeService::ModelMetadata(
     grpc::CallbackServerContext* context,
     const inference::ModelMetadataRequest* request,
     inference::ModelMetadataResponse* response) {
-  absl::StatusOr<ServedModel*> model =
+  absl::StatusOr<std::shared_ptr<ServedModel>> model =
       models_->Find(request->name(), request->version());
   if (model.ok()) {
     const ServedModel& m = **model;
     response->set_name(m.name());
-    response->add_versions(m.version());
+    for (const std::shared_ptr<ServedModel>& v : models_->models()) {
+      if (v->name() == m.name()) response->add_versions(v->version());
+    }
     response->set_platform(m.config().backend());
     kserve::FillTensorMetadata(IoOf(m), response);
   }
@@ -376,7 +378,7 @@ grpc::ServerUnaryReactor* KServeService::ModelConfig(
     grpc::CallbackServerContext* context,
     const inference::ModelConfigRequest* request,
     inference::ModelConfigResponse* response) {
-  absl::StatusOr<ServedModel*> model =
+  absl::StatusOr<std::shared_ptr<ServedModel>> model =
       models_->Find(request->name(), request->version());
   if (model.ok()) {
     const ServedModel& m = **model;
@@ -391,14 +393,14 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(
     grpc::CallbackServerContext* context,
     const inference::ModelStatisticsRequest* request,
     inference::ModelStatisticsResponse* response) {
-  std::vector<ServedModel*> models;
+  std::vector<std::shared_ptr<ServedModel>> models;
   if (!request->name().empty()) {
-    absl::StatusOr<ServedModel*> model =
+    absl::StatusOr<std::shared_ptr<ServedModel>> model =
         models_->Find(request->name(), request->version());
     if (!model.ok()) return FinishUnary(context, model.status());
     models.push_back(*model);
   } else {
-    for (ServedModel* m : models_->models()) {
+    for (std::shared_ptr<ServedModel>& m : models_->models()) {
       if (request->version().empty() || m->version() == request->version()) {
         models.push_back(m);
       }
@@ -409,7 +411,7 @@ grpc::ServerUnaryReactor* KServeService::ModelStatistics(
                                       request->version(), "'")));
     }
   }
-  for (const ServedModel* m : models) {
+  for (const std::shared_ptr<ServedModel>& m : models) {
     inference::ModelStatistics* stats = response->add_model_stats();
     stats->set_name(m->name());
     stats->set_version(m->version());

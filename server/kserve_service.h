@@ -13,13 +13,20 @@
 // in completion order, tagged with the request's id; a failed request gets
 // error_message and leaves the stream open. ModelConfig and ModelStatistics
 // answer while the server drains.
+//
+// Triton's model repository extension ("model_repository"): RepositoryIndex,
+// RepositoryModelLoad and RepositoryModelUnload (server/kserve_repository.cc)
+// over the ModelRepository's lifecycle, restricted by an AdminAuth
+// (PERMISSION_DENIED before anything else is looked at). A load or unload
+// answers when it is done, without holding a gRPC thread meanwhile.
 #ifndef CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 #define CLIPSERVE_SERVER_KSERVE_SERVICE_H_
 
 
 #include "inference/grpc_service.grpc.pb.h"
+#include "server/lifecycle/admin_auth.h"
+#include "server/lifecycle/model_repository.h"
 #include "server/metrics.h"
-#include "server/model_repository.h"
 
 namespace clipserve::server {
 
@@ -27,8 +34,8 @@ class KServeService final
     : public inference::GRPCInferenceService::CallbackService {
  public:
   // `models` and `metrics` must outlive the service.
-  KServeService(const ModelRepository* models, Metrics* metrics)
-      : models_(models), metrics_(metrics) {}
+  KServeService(ModelRepository* models, Metrics* metrics, AdminAuth admin)
+      : models_(models), metrics_(metrics), admin_(std::move(admin)) {}
 
   const ModelRepository& models() const { return *models_; }
   Metrics* metrics() const { return metrics_; }
@@ -73,10 +80,28 @@ class KServeService final
       grpc::CallbackServerContext* context,
       const inference::ModelStatisticsRequest* request,
       inference::ModelStatisticsResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryIndex(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryIndexRequest* request,
+      inference::RepositoryIndexResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelLoad(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryModelLoadRequest* request,
+      inference::RepositoryModelLoadResponse* response) override;
+  grpc::ServerUnaryReactor* RepositoryModelUnload(
+      grpc::CallbackServerContext* context,
+      const inference::RepositoryModelUnloadRequest* request,
+      inference::RepositoryModelUnloadResponse* response) override;
 
  private:
-  const ModelRepository* const models_;
+  // PERMISSION_DENIED unless the call may use the repository RPCs; then
+  // INVALID_ARGUMENT for a repository other than ours.
+  absl::Status CheckAdmin(grpc::CallbackServerContext* context,
+                          const std::string& repository_name) const;
+
+  ModelRepository* const models_;
   Metrics* const metrics_;
+  const AdminAuth admin_;
 };
 
 }  // namespace clipserve::server

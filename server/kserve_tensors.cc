@@ -328,7 +328,16 @@ void FillModelConfig(const config::ModelConfig& config, const ModelIo& io,
   out->set_platform(config.backend());
   out->set_backend(config.backend());
   // The highest version directory is served.
-  out->mutable_version_policy()->mutable_latest()->set_num_versions(1);
+  const config::ModelVersionPolicy& policy = config.version_policy();
+  inference::ModelVersionPolicy* served = out->mutable_version_policy();
+  if (policy.has_all()) {
+    served->mutable_all();
+  } else if (policy.has_specific()) {
+    served->mutable_specific()->mutable_versions()->CopyFrom(policy.specific().versions());
+  } else {
+    served->mutable_latest()->set_num_versions(
+        policy.has_latest() ? policy.latest().num_versions() : 1);
+  }
   out->set_max_batch_size(config.max_batch_size());
 
   inference::ModelInput* input = out->add_input();

@@ -17,13 +17,14 @@
 #include "server/gpu_metrics.h"
 #include "server/log.h"
 #include "server/metrics.h"
-#include "server/model_repository.h"
+#include "server/lifecycle/model_repository.h"
 #include "server/server.h"
 
 namespace {
 
 using clipserve::server::LogError;
 using clipserve::server::LogInfo;
+using clipserve::server::LogWarning;
 
 constexpr const char* kUsage = R"(Usage: clipserve [flags]
 
@@ -34,6 +35,24 @@ Flags:
                           DIR/<model>/<version>/ with the weights. Without
                           it the built-in 'i3d' (Inception-I3D, 400 classes,
                           16 x 224 x 224) is served with UNTRAINED weights.
+  --model-control-mode M  none (default): the repository is read once at
+                          start. poll: it is read again every
+                          --repository-poll-seconds; new, changed and
+                          removed models and versions are loaded and
+                          unloaded without downtime. explicit: only
+                          --load-model models at start, then the
+                          repository RPCs load and unload (docs/lifecycle.md).
+  --repository-poll-seconds S
+                          poll mode: seconds between reads (default 5; a
+                          change is loaded once it has stayed the same for
+                          one whole interval).
+  --load-model NAME       explicit mode: load NAME at start (repeatable).
+  --admin-token-file FILE Opens the repository RPCs (index, load, unload)
+                          to calls carrying "authorization: Bearer <token>",
+                          the token being FILE's content (16+ characters).
+  --repository-api-open   Opens the repository RPCs to every caller, with no
+                          token (local use only). Without either flag they
+                          are refused (PERMISSION_DENIED).
   --grpc-port N           gRPC port (default 8001; 0 picks a free port).
   --grpc-address HOST     Address to listen on (default 0.0.0.0).
   --grpc-use-ssl          Serve gRPC over TLS (needs the two flags below).
@@ -42,6 +61,29 @@ Flags:
   --grpc-ssl-client-ca FILE
                           Mutual TLS: require client certificates signed by
                           this PEM CA. The metrics port stays plain HTTP.
+  --grpc-max-connection-age S
+                          Send a client connection GOAWAY S seconds after it
+                          opened (gRPC adds up to 10% jitter): its client
+                          reconnects and re-resolves the name, so clients
+                          that connected before a scale-out reach the new
+                          replicas (default 120; 0: never).
+  --grpc-max-connection-age-grace S
+                          How long calls still open on an aged connection
+                          may go on before it is closed (default 0: no
+                          limit, so live streams are never cut).
+  --grpc-keepalive-time S Ping a connection that has been quiet for S
+                          seconds (default 60; 0: never).
+  --grpc-keepalive-timeout S
+                          Close a connection whose ping is not answered
+                          within S seconds (default 20).
+  --grpc-keepalive-min-ping-interval S
+                          Client pings less than S seconds apart are
+                          strikes; after two, the next ping gets GOAWAY
+                          too_many_pings (default 10; 0: any rate). Keep it
+                          at or below the keepalive time clients use.
+  --grpc-keepalive-permit-without-calls BOOL
+                          Accept client pings, and send the server's own, on
+                          connections with no call open (default true).
   --metrics-port N        Port of the Prometheus endpoint, /metrics
                           (default 8002; 0 picks a free port).
   --allow-metrics BOOL    Serve metrics at all (default true).
@@ -101,6 +143,9 @@ answered, then the process exits 0. A second signal exits at once.
 
 struct Flags {
   std::string model_repository;
+  clipserve::server::RepositoryOptions repository;
+  std::string admin_token_file;
+  bool repository_api_open = false;
   std::string grpc_address = "0.0.0.0";
   int grpc_port = 8001;
   int metrics_port = 8002;
@@ -120,6 +165,7 @@ struct Flags {
   clipserve::video::DecodeOptions decode_options;
   clipserve::video::UriPolicy video_uri_policy;
   clipserve::server::StreamOptions streams;
+  clipserve::server::ServerOptions::ConnectionOptions connection;
 };
 
 // "::1" -> "[::1]", for host:port strings.
@@ -156,6 +202,10 @@ Flags ParseFlags(int argc, char** argv) {
       f.use_ssl = true;
       continue;
     }
+    if (arg == "--repository-api-open") {  // a switch
+      f.repository_api_open = true;
+      continue;
+    }
     std::string value;
     if (size_t eq = arg.find('='); eq != std::string::npos) {
       value = arg.substr(eq + 1);
@@ -166,6 +216,23 @@ Flags ParseFlags(int argc, char** argv) {
     }
     if (arg == "--model-repository") {
       f.model_repository = value;
+    } else if (arg == "--model-control-mode") {
+      absl::StatusOr<clipserve::server::ModelControlMode> mode =
+          clipserve::server::ParseModelControlMode(value);
+      if (!mode.ok()) UsageError(std::string(mode.status().message()));
+      f.repository.mode = *mode;
+    } else if (arg == "--repository-poll-seconds") {
+      double seconds = 0;
+      if (!absl::SimpleAtod(value, &seconds) || seconds < 0.05 || seconds > 86400) {
+        UsageError(absl::StrCat("--repository-poll-seconds must be seconds in "
+                                "0.05..86400, got \"", value, "\""));
+      }
+      f.repository.poll_interval =
+          std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+    } else if (arg == "--load-model") {
+      f.repository.startup_models.push_back(value);
+    } else if (arg == "--admin-token-file") {
+      f.admin_token_file = value;
     } else if (arg == "--grpc-port") {
       f.grpc_port = ParseNumber<int>(arg, value, 0, 65535);
     } else if (arg == "--grpc-address") {
@@ -183,6 +250,27 @@ Flags ParseFlags(int argc, char** argv) {
       f.server_key = value;
     } else if (arg == "--grpc-ssl-client-ca") {
       f.client_ca = value;
+    } else if (arg == "--grpc-max-connection-age") {
+      // Whole seconds, at most ~23 days (gRPC takes int milliseconds).
+      f.connection.max_age =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 0, 2000000));
+    } else if (arg == "--grpc-max-connection-age-grace") {
+      f.connection.max_age_grace =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 0, 2000000));
+    } else if (arg == "--grpc-keepalive-time") {
+      f.connection.keepalive_time =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 0, 2000000));
+    } else if (arg == "--grpc-keepalive-timeout") {
+      f.connection.keepalive_timeout =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 1, 2000000));
+    } else if (arg == "--grpc-keepalive-min-ping-interval") {
+      f.connection.keepalive_min_ping_interval =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 0, 2000000));
+    } else if (arg == "--grpc-keepalive-permit-without-calls") {
+      if (value != "true" && value != "false") {
+        UsageError("--grpc-keepalive-permit-without-calls must be true or false");
+      }
+      f.connection.keepalive_permit_without_calls = value == "true";
     } else if (arg == "--allow-metrics") {
       if (value != "true" && value != "false") {
         UsageError("--allow-metrics must be true or false");
@@ -255,6 +343,18 @@ Flags ParseFlags(int argc, char** argv) {
       UsageError(absl::StrCat("unknown flag ", arg));
     }
   }
+  using clipserve::server::ModelControlMode;
+  if (f.model_repository.empty() && f.repository.mode != ModelControlMode::kNone) {
+    UsageError("--model-control-mode poll or explicit needs --model-repository");
+  }
+  if (!f.repository.startup_models.empty() &&
+      f.repository.mode != ModelControlMode::kExplicit) {
+    UsageError("--load-model needs --model-control-mode explicit");
+  }
+  if (f.repository_api_open && !f.admin_token_file.empty()) {
+    UsageError("--repository-api-open and --admin-token-file exclude each other");
+  }
+  f.repository.root = f.model_repository;
   if (f.use_ssl && (f.server_cert.empty() || f.server_key.empty())) {
     UsageError("--grpc-use-ssl needs --grpc-server-cert and --grpc-server-key");
   }
@@ -288,14 +388,27 @@ int main(int argc, char** argv) {
       std::make_shared<clipserve::server::Metrics>(flags.latency_buckets);
   auto models = flags.model_repository.empty()
                     ? clipserve::server::ModelRepository::Builtin(metrics.get())
-                    : clipserve::server::ModelRepository::Load(
-                          flags.model_repository, metrics.get());
+                    : clipserve::server::ModelRepository::Open(
+                          flags.repository, metrics.get());
   if (!models.ok()) {
     LogError(absl::StrCat("cannot load models: ", models.status().message()));
     return 1;
   }
 
   clipserve::server::ServerOptions options;
+  if (flags.repository_api_open) {
+    options.admin = clipserve::server::AdminAuth::Open();
+    LogWarning("--repository-api-open: anyone who reaches the gRPC port may "
+               "load and unload models");
+  } else if (!flags.admin_token_file.empty()) {
+    absl::StatusOr<clipserve::server::AdminAuth> admin =
+        clipserve::server::AdminAuth::FromTokenFile(flags.admin_token_file);
+    if (!admin.ok()) {
+      LogError(std::string(admin.status().message()));
+      return 1;
+    }
+    options.admin = *std::move(admin);
+  }
   options.grpc_address =
       absl::StrCat(BracketIfIpv6(flags.grpc_address), ":", flags.grpc_port);
   options.max_request_bytes = flags.max_request_bytes;
@@ -303,6 +416,7 @@ int main(int argc, char** argv) {
   options.decode_options = flags.decode_options;
   options.video_uri_policy = flags.video_uri_policy;
   options.streams = flags.streams;
+  options.connection = flags.connection;
   options.streams.limits = flags.video_limits;
   if (flags.use_ssl) {
     options.tls_cert_file = flags.server_cert;

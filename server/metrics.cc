@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -115,9 +116,25 @@ std::vector<double> DefaultDurationBuckets() {
 // Values read when Prometheus scrapes: queue depths and process_*.
 class Metrics::ScrapeTimeCollector : public prometheus::Collectable {
  public:
-  void Add(prometheus::Labels labels, std::function<double()> read) {
+  // Replaces what another owner added for the same labels.
+  void Add(prometheus::Labels labels, const void* owner,
+           std::function<double()> read) {
     std::lock_guard<std::mutex> lock(mu_);
-    depths_.push_back({std::move(labels), std::move(read)});
+    for (Depth& d : depths_) {
+      if (d.labels == labels) {
+        d.owner = owner;
+        d.read = std::move(read);
+        return;
+      }
+    }
+    depths_.push_back({std::move(labels), owner, std::move(read)});
+  }
+
+  void Remove(const void* owner) {
+    std::lock_guard<std::mutex> lock(mu_);
+    depths_.erase(std::remove_if(depths_.begin(), depths_.end(),
+                                 [owner](const Depth& d) { return d.owner == owner; }),
+                  depths_.end());
   }
 
   std::vector<prometheus::MetricFamily> Collect() const override {
@@ -126,10 +143,10 @@ class Metrics::ScrapeTimeCollector : public prometheus::Collectable {
         "clipserve_queue_depth", "Requests waiting in the model's queue.");
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const auto& [labels, read] : depths_) {
+      for (const Depth& d : depths_) {
         std::vector<prometheus::ClientMetric::Label> l;
-        for (const auto& [k, v] : labels) l.push_back({k, v});
-        AddValue(&depth, read(), std::move(l));
+        for (const auto& [k, v] : d.labels) l.push_back({k, v});
+        AddValue(&depth, d.read(), std::move(l));
       }
     }
     if (!depth.metric.empty()) out.push_back(std::move(depth));
@@ -138,8 +155,13 @@ class Metrics::ScrapeTimeCollector : public prometheus::Collectable {
   }
 
  private:
+  struct Depth {
+    prometheus::Labels labels;
+    const void* owner;
+    std::function<double()> read;
+  };
   mutable std::mutex mu_;
-  std::vector<std::pair<prometheus::Labels, std::function<double()>>> depths_;
+  std::vector<Depth> depths_;
 };
 
 Metrics::Metrics(std::vector<double> duration_buckets)
@@ -201,7 +223,8 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                     .Register(*registry_)),
       ready_(prometheus::BuildGauge()
                  .Name("clipserve_model_ready")
-                 .Help("1 while the model serves, 0 once the server drains.")
+                 .Help("1 while the model version serves; 0 once it is unloaded or "
+                       "replaced, its device fails, or the server drains.")
                  .Register(*registry_)),
       load_seconds_(prometheus::BuildGauge()
                         .Name("clipserve_model_load_seconds")
@@ -212,7 +235,18 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                           .Help("Queued requests beyond which new ones are "
                                 "refused (max_queue_size).")
                           .Register(*registry_)),
+      load_failures_(prometheus::BuildCounter()
+                         .Name("clipserve_model_load_failures_total")
+                         .Help("Loads of a model (a new version or config) "
+                               "that failed; what served before still does.")
+                         .Register(*registry_)),
       scrape_time_(std::make_shared<ScrapeTimeCollector>()) {
+  models_retiring_ = &prometheus::BuildGauge()
+                          .Name("clipserve_models_retiring")
+                          .Help("Model versions no longer served that still "
+                                "answer requests they took (freed after).")
+                          .Register(*registry_)
+                          .Add({});
   unknown_ = AddModel("unknown", "", 0);
   decode_gpu_fallbacks_ =
       &prometheus::BuildCounter()
@@ -234,15 +268,25 @@ ModelMetrics* Metrics::AddModel(const std::string& model,
                                 const std::string& version,
                                 int max_batch_size) {
   std::lock_guard<std::mutex> lock(models_mu_);
-  models_.push_back(std::unique_ptr<ModelMetrics>(new ModelMetrics(
-      this, {{"model", model}, {"version", version}}, max_batch_size)));
-  return models_.back().get();
+  std::unique_ptr<ModelMetrics>& m = models_[{model, version}];
+  if (m == nullptr) {
+    m.reset(new ModelMetrics(this, {{"model", model}, {"version", version}},
+                             max_batch_size));
+  }
+  return m.get();
 }
 
 void Metrics::AddQueueDepth(const std::string& model, const std::string& version,
+                            const void* owner,
                             std::function<double()> queue_depth) {
-  scrape_time_->Add({{"model", model}, {"version", version}},
+  scrape_time_->Add({{"model", model}, {"version", version}}, owner,
                     std::move(queue_depth));
+}
+
+void Metrics::RemoveQueueDepth(const void* owner) { scrape_time_->Remove(owner); }
+
+prometheus::Counter& Metrics::load_failures(const std::string& model) {
+  return load_failures_.Add({{"model", model}});
 }
 
 ModelMetrics::ModelMetrics(Metrics* metrics, const prometheus::Labels& labels,

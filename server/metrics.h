@@ -11,6 +11,7 @@
 #include <array>
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -100,15 +101,26 @@ class Metrics {
   // (queue depths, process_*).
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables() const;
 
-  // The series of `model` at `version`; made once, owned here.
+  // The series of `model` at `version`; made on the first call, owned here,
+  // and returned again to later calls (a version loaded again continues its
+  // series).
   ModelMetrics* AddModel(const std::string& model, const std::string& version,
                          int max_batch_size);
   // Where requests for a model that does not exist are counted.
   ModelMetrics* unknown_model() { return unknown_; }
 
-  // `queue_depth` is read at every scrape for clipserve_queue_depth.
+  // `queue_depth` is read at every scrape for clipserve_queue_depth, until
+  // RemoveQueueDepth(owner) or another owner adds the same model and version.
   void AddQueueDepth(const std::string& model, const std::string& version,
-                     std::function<double()> queue_depth);
+                     const void* owner, std::function<double()> queue_depth);
+  // Stops reading what `owner` added; returns once no scrape is reading it.
+  void RemoveQueueDepth(const void* owner);
+
+  // Model lifecycle (server/lifecycle/): loads of `model` that failed (the
+  // series exists, at 0, from the model's first load attempt), and the
+  // versions that stopped taking requests but still hold memory.
+  prometheus::Counter& load_failures(const std::string& model);
+  prometheus::Gauge& models_retiring() { return *models_retiring_; }
 
  private:
   friend class ModelMetrics;
@@ -131,9 +143,12 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& load_seconds_;
   prometheus::Family<prometheus::Gauge>& queue_capacity_;
   prometheus::Counter* decode_gpu_fallbacks_ = nullptr;
+  prometheus::Family<prometheus::Counter>& load_failures_;
+  prometheus::Gauge* models_retiring_ = nullptr;
   std::shared_ptr<ScrapeTimeCollector> scrape_time_;
   std::mutex models_mu_;
-  std::vector<std::unique_ptr<ModelMetrics>> models_;
+  std::map<std::pair<std::string, std::string>, std::unique_ptr<ModelMetrics>>
+      models_;
   ModelMetrics* unknown_ = nullptr;
 };
 

@@ -7,6 +7,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -49,6 +50,67 @@ std::string Parameter(const ModelConfig& config, const std::string& key) {
   auto it = config.parameters().find(key);
   return it == config.parameters().end() ? std::string()
                                          : it->second.string_value();
+}
+
+// version_policy (absent: latest 1) and version_labels. Whether a label's
+// version is served depends on the directories: see
+// lifecycle/repository_scan.h.
+absl::Status ValidateVersions(ModelConfig* config, const std::string& path) {
+  config::ModelVersionPolicy* policy = config->mutable_version_policy();
+  switch (policy->policy_choice_case()) {
+    case config::ModelVersionPolicy::POLICY_CHOICE_NOT_SET:
+      policy->mutable_latest()->set_num_versions(1);
+      break;
+    case config::ModelVersionPolicy::kLatest:
+      if (policy->latest().num_versions() < 1) {
+        return FieldError(path, "version_policy.latest.num_versions",
+                          "must be at least 1");
+      }
+      break;
+    case config::ModelVersionPolicy::kAll:
+      break;
+    case config::ModelVersionPolicy::kSpecific: {
+      const auto& versions = policy->specific().versions();
+      if (versions.empty()) {
+        return FieldError(path, "version_policy.specific.versions",
+                          "lists no version");
+      }
+      for (int i = 0; i < versions.size(); ++i) {
+        if (versions[i] < 0) {
+          return FieldError(path, "version_policy.specific.versions",
+                            absl::StrCat(versions[i], " is negative"));
+        }
+        for (int j = 0; j < i; ++j) {
+          if (versions[j] == versions[i]) {
+            return FieldError(path, "version_policy.specific.versions",
+                              absl::StrCat(versions[i], " is listed twice"));
+          }
+        }
+      }
+      break;
+    }
+  }
+  for (const auto& [label, version] : config->version_labels()) {
+    int64_t number = 0;
+    const bool ok_chars =
+        !label.empty() && label.size() <= 64 &&
+        std::all_of(label.begin(), label.end(), [](char c) {
+          return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' ||
+                 c == '-' || c == '.';
+        });
+    if (!ok_chars || absl::SimpleAtoi(label, &number)) {
+      return FieldError(
+          path, "version_labels",
+          absl::StrCat("label \"", label,
+                       "\" must be 1 to 64 letters, digits, '_', '-' or '.', "
+                       "and not a number (numbers are versions)"));
+    }
+    if (version < 0) {
+      return FieldError(path, absl::StrCat("version_labels[", label, "]"),
+                        absl::StrCat("version ", version, " is negative"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -229,6 +291,7 @@ absl::Status ValidateModelConfig(ModelConfig* config, const std::string& path,
     return FieldError(path, "dynamic_batching.max_queue_delay_microseconds",
                       "is over an hour");
   }
+  if (absl::Status s = ValidateVersions(config, path); !s.ok()) return s;
 
   for (const auto& [key, value] : config->parameters()) {
     const std::string& v = value.string_value();

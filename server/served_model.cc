@@ -25,13 +25,14 @@ uint64_t Nanos(batching::Duration d) {
 ServedModel::ServedModel(config::ModelConfig config, std::string version,
                          std::vector<std::string> labels,
                          std::vector<std::unique_ptr<runtime::Backend>> instances,
-                         ModelMetrics* metrics)
+                         Metrics* registry, ModelMetrics* metrics)
     : config_(std::move(config)),
       version_(std::move(version)),
       labels_(std::move(labels)),
       spec_(instances.front()->spec()),
       default_timeout_(std::chrono::microseconds(
           config_.dynamic_batching().default_timeout_microseconds())),
+      registry_(registry),
       metrics_(metrics),
       statistics_(config_.max_batch_size()) {
   for (std::unique_ptr<runtime::Backend>& backend : instances) {
@@ -81,7 +82,7 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
       metrics->AddModel(config.name(), version, config.max_batch_size());
   std::unique_ptr<ServedModel> model(new ServedModel(
       std::move(config), std::move(version), std::move(labels),
-      std::move(instances), model_metrics));
+      std::move(instances), metrics, model_metrics));
   ServedModel* self = model.get();
   absl::StatusOr<std::unique_ptr<batching::BatchScheduler>> scheduler =
       batching::BatchScheduler::Create(
@@ -94,16 +95,17 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
   }
   model->scheduler_ = *std::move(scheduler);
   const batching::BatchScheduler* queue_owner = model->scheduler_.get();
-  metrics->AddQueueDepth(self->name(), self->version(), [queue_owner] {
+  metrics->AddQueueDepth(self->name(), self->version(), self, [queue_owner] {
     return static_cast<double>(queue_owner->queue().queued());
   });
   model_metrics->queue_capacity().Set(
       static_cast<double>(model->scheduler_->queue().options().max_queue_size));
-  model_metrics->ready().Set(1);
   return model;
 }
 
 ServedModel::~ServedModel() {
+  // A scrape must not read the queue once it is gone.
+  registry_->RemoveQueueDepth(this);
   if (scheduler_) scheduler_->Shutdown();
 }
 

@@ -1,5 +1,11 @@
 // ServedModel: one loaded model version with its batcher and instances, and
 // what it has done (statistics(), for the KServe ModelStatistics RPC).
+//
+// Ownership: the ModelRepository holds each live version in a shared_ptr,
+// and every request holds one from the moment it finds the model until it
+// is answered. A version that is replaced or unloaded is marked retired(),
+// stops being found, and is destroyed by the repository once no request
+// holds it, so a request that found it is always answered by it.
 #ifndef CLIPSERVE_SERVER_SERVED_MODEL_H_
 #define CLIPSERVE_SERVER_SERVED_MODEL_H_
 
@@ -25,9 +31,10 @@ class ServedModel {
  public:
   // Takes the instances (at least one, all with the same spec) and starts
   // one batching thread per lane: an instance has max_concurrent_runs()
-  // lanes (1 on the CPU, a staging slot each on CUDA). `labels` is empty or has one entry per
-  // class. Registers the model's series in `metrics` (which must outlive it)
-  // and reports it ready.
+  // lanes (1 on the CPU, a staging slot each on CUDA). `labels` is empty or
+  // has one entry per class. Registers the model's series in `metrics`
+  // (which must outlive it); the repository reports it ready when it goes
+  // live.
   static absl::StatusOr<std::unique_ptr<ServedModel>> Create(
       config::ModelConfig config, std::string version,
       std::vector<std::string> labels,
@@ -36,6 +43,12 @@ class ServedModel {
 
   // Drains (see Shutdown).
   ~ServedModel();
+
+  // The version is no longer served (replaced or unloaded): requests that
+  // hold it are still answered by it; holders that outlive one request (live
+  // streams) look the model up again. Set by the repository.
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
+  void MarkRetired() { retired_.store(true, std::memory_order_release); }
 
   const std::string& name() const { return config_.name(); }
   const std::string& version() const { return version_; }
@@ -86,11 +99,9 @@ class ServedModel {
   const InferenceStatistics& statistics() const { return statistics_; }
 
   // Refuses new requests, answers every queued one, and returns when the
-  // instances are idle. Idempotent.
-  void Shutdown() {
-    metrics_->ready().Set(0);
-    scheduler_->Shutdown();
-  }
+  // instances are idle. Idempotent. The repository keeps the ready gauge
+  // (another instance of the same version may be live).
+  void Shutdown() { scheduler_->Shutdown(); }
 
  private:
   // What one lane reuses from batch to batch.
@@ -103,7 +114,7 @@ class ServedModel {
   ServedModel(config::ModelConfig config, std::string version,
               std::vector<std::string> labels,
               std::vector<std::unique_ptr<runtime::Backend>> instances,
-              ModelMetrics* metrics);
+              Metrics* registry, ModelMetrics* metrics);
   void RunBatch(int lane, batching::Batch batch);
   // After a failed batch on `backend`: if its device is now unusable, marks
   // the model unhealthy and not ready, logs why, and tells the handler.
@@ -114,11 +125,13 @@ class ServedModel {
   const std::vector<std::string> labels_;
   const runtime::ModelSpec spec_;
   const batching::Duration default_timeout_;
+  Metrics* const registry_;
   ModelMetrics* const metrics_;
   InferenceStatistics statistics_;
   std::vector<std::unique_ptr<runtime::Backend>> backends_;
   std::vector<LaneState> lanes_;
   std::atomic<bool> healthy_{true};
+  std::atomic<bool> retired_{false};
   std::mutex failure_mu_;
   std::function<void(const absl::Status&)> on_device_failure_;  // failure_mu_
   // Last member: its threads use the members above and stop first.

@@ -66,6 +66,36 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   return grpc::SslServerCredentials(ssl);
 }
 
+// Connection ageing and keepalive, as ServerOptions::ConnectionOptions says.
+// Age, grace and keepalive time at 0 mean never/no limit: the first two are
+// then left at gRPC's default (infinite); keepalive pings, which gRPC's
+// server sends every two hours by default, are turned off.
+void SetConnectionArgs(const ServerOptions::ConnectionOptions& c,
+                       grpc::ServerBuilder& builder) {
+  const auto ms = [](std::chrono::milliseconds d) {
+    return static_cast<int>(std::clamp<int64_t>(d.count(), 0, INT32_MAX));
+  };
+  if (c.max_age.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS, ms(c.max_age));
+  }
+  if (c.max_age_grace.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               ms(c.max_age_grace));
+  }
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIME_MS,
+      c.keepalive_time.count() > 0 ? ms(c.keepalive_time) : INT32_MAX);
+  if (c.keepalive_timeout.count() > 0) {
+    builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                               ms(c.keepalive_timeout));
+  }
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+      ms(c.keepalive_min_ping_interval));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
+                             c.keepalive_permit_without_calls ? 1 : 0);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
@@ -94,8 +124,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       server->models_.get(), server->decoders_.get(), server->streams_.get(),
       options.video_limits, options.decode_options, options.video_uri_policy,
       server->metrics_.get());
-  server->kserve_ = std::make_unique<KServeService>(server->models_.get(),
-                                                    server->metrics_.get());
+  server->kserve_ = std::make_unique<KServeService>(
+      server->models_.get(), server->metrics_.get(), options.admin);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -106,6 +136,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.AddListeningPort(options.grpc_address, *credentials, &server->port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(server->max_request_bytes_, INT32_MAX)));
+  SetConnectionArgs(options.connection, builder);
   builder.RegisterService(server->classify_.get());
   builder.RegisterService(server->kserve_.get());
   server->grpc_ = builder.BuildAndStart();
@@ -131,18 +162,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::HealthCheckServiceInterface* health =
       server->grpc_->GetHealthCheckService();
   health->SetServingStatus(true);
-  for (ServedModel* m : server->models_->models()) {
+  // Each model's name follows its lifecycle: SERVING while a version of it
+  // is served.
+  server->models_->SetServingListener([health](const std::string& name, bool serving) {
+    health->SetServingStatus(name, serving);
+  });
+  for (const std::shared_ptr<ServedModel>& m : server->models_->models()) {
     health->SetServingStatus(m->name(), true);
-    // A device that can no longer be trusted takes the whole server out of
-    // service: its probes fail and an orchestrator replaces it, rather than
-    // it answering from a broken GPU.
-    m->SetDeviceFailureHandler([health, name = m->name()](const absl::Status& why) {
-      LogError(absl::StrCat("health: NOT_SERVING (model '", name, "': ",
-                            why.message(), ")"));
-      health->SetServingStatus(name, false);
-      health->SetServingStatus("", false);
-    });
   }
+  // A device that can no longer be trusted takes the whole server out of
+  // service: its probes fail and an orchestrator replaces it, rather than
+  // it answering from a broken GPU.
+  server->models_->SetDeviceFailureHandler(
+      [health](const std::string& name, const absl::Status& why) {
+        LogError(absl::StrCat("health: NOT_SERVING (model '", name, "': ",
+                              why.message(), ")"));
+        health->SetServingStatus(name, false);
+        health->SetServingStatus("", false);
+      });
   return server;
 }
 

@@ -13,7 +13,8 @@
 #include "server/classify_service.h"
 #include "server/decode_pool.h"
 #include "server/kserve_service.h"
-#include "server/model_repository.h"
+#include "server/lifecycle/admin_auth.h"
+#include "server/lifecycle/model_repository.h"
 #include "server/streams/stream_service.h"
 #include "video/decode.h"
 #include "video/fetch.h"
@@ -46,9 +47,40 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // Who may call the model repository RPCs (default: nobody).
+  AdminAuth admin = AdminAuth::Closed();
   // host:port of the Prometheus endpoint (/metrics); port 0 picks a free one
   // (see Server::metrics_port()); empty: no endpoint.
   std::string metrics_address = "0.0.0.0:8002";
+  // How the gRPC port manages client connections (docs/deploy.md,
+  // "Connection ageing and keepalive"). The defaults suit pods behind a
+  // Kubernetes Service that autoscales.
+  struct ConnectionOptions {
+    // A connection this old is sent GOAWAY: its client finishes what it has
+    // in flight, reconnects and, with a dns:/// target, re-resolves the name,
+    // so clients that connected before a scale-out reach the new pods. gRPC
+    // adds up to +-10% jitter. 0: connections never age.
+    std::chrono::milliseconds max_age = std::chrono::seconds(120);
+    // How long calls still open on an aged connection may go on before the
+    // connection is closed under them. 0: no limit, so a long ClassifyStream
+    // (a camera) is never cut; it keeps its pod until it ends.
+    std::chrono::milliseconds max_age_grace{0};
+    // The server pings a connection that has been quiet this long, and
+    // closes it if the ping goes unanswered for keepalive_timeout (0:
+    // gRPC's default, 20 s): dead peers are found, and middleboxes with an
+    // idle timeout see traffic. keepalive_time 0: no pings.
+    std::chrono::milliseconds keepalive_time = std::chrono::seconds(60);
+    std::chrono::milliseconds keepalive_timeout = std::chrono::seconds(20);
+    // Keepalive enforcement: a client ping sooner than this after the
+    // previous one (with no data between) is a strike; after two strikes the
+    // next one gets GOAWAY "too_many_pings". 0: any ping rate.
+    std::chrono::milliseconds keepalive_min_ping_interval =
+        std::chrono::seconds(10);
+    // Whether pings are fine on a connection without calls: client pings
+    // there are accepted at the interval above (false: at most one per two
+    // hours), and the server's own keepalive pings go out there too.
+    bool keepalive_permit_without_calls = true;
+  } connection;
 };
 
 class Server {

@@ -81,6 +81,8 @@ class WindowTask final : public InferenceTask {
   // Where the window lies, set before it is queued (or, while kQueued,
   // when a fresher window replaces it, under the stream's mu_).
   WindowBuffer::Window window;
+  // The model version it was queued into (alive until it is answered).
+  ServedModel* model = nullptr;
   int64_t arrival_ns = 0;
   int64_t decode_us = 0;
   State state = State::kFree;
@@ -178,6 +180,11 @@ class StreamCall final
   // the worker waits in Push()).
   uint8_t* Place(const video::StreamDecoder::FrameInfo& info) override;
   void Written(const video::StreamDecoder::FrameInfo& info) override;
+  // The version to queue the next window into: model_, or, once the
+  // lifecycle retired it, the version Find() gives now for the name and
+  // version the client asked, if it takes the same windows (a
+  // MODEL_CHANGED event either way); nullptr while none does.
+  ServedModel* CurrentModel();
 
   // From the batching threads.
   bool client_gone() const { return client_gone_.load(std::memory_order_relaxed); }
@@ -304,8 +311,14 @@ class StreamCall final
   StreamService* const service_;
   const StreamOptions& options() const { return service_->options_; }
 
+  // The version serving the stream: set by Open(), then replaced by
+  // CurrentModel() when the lifecycle retires it (worker and decoder
+  // threads, one at a time).
+  std::shared_ptr<ServedModel> model_;
   // Set by Open() before any window, then read-only.
-  ServedModel* model_ = nullptr;
+  std::string model_name_;
+  std::string model_version_;  // as the client asked: empty, number or label
+  runtime::ModelSpec spec_;
   StreamModelMetrics* metrics_ = nullptr;
   StreamOpen::Input input_ = StreamOpen::INPUT_UNSPECIFIED;
   int64_t window_frames_ = 0;
@@ -421,14 +434,17 @@ absl::Status StreamCall::Serve() {
 }
 
 absl::Status StreamCall::Open(const StreamOpen& open) {
-  absl::StatusOr<ServedModel*> found =
+  absl::StatusOr<std::shared_ptr<ServedModel>> found =
       service_->models_->Find(open.model_name(), open.model_version());
   if (!found.ok()) return found.status();
   if (service_->models_->draining()) {
     return absl::UnavailableError("server is shutting down");
   }
   model_ = *found;
-  const runtime::ModelSpec& spec = model_->spec();
+  model_name_ = model_->name();
+  model_version_ = open.model_version();
+  spec_ = model_->spec();
+  const runtime::ModelSpec& spec = spec_;
   const std::string& name = model_->name();
   if (open.source_url().empty() == (open.input() == StreamOpen::INPUT_UNSPECIFIED)) {
     return absl::InvalidArgumentError(
@@ -798,16 +814,45 @@ void StreamCall::EmitWindow(int64_t arrival_ns) {
   view.data = task->frames();
   task->set_clip(view, key_);
   task->set_priority(level_);
-  if (absl::Status s = model_->Enqueue(task); !s.ok()) WindowFailed(task, s);
+  task->model = CurrentModel();
+  if (task->model == nullptr) {
+    WindowFailed(task, absl::UnavailableError(absl::StrCat(
+                           "model '", model_name_, "' version '", model_version_,
+                           "' is not served now (unloaded)")));
+    return;
+  }
+  if (absl::Status s = task->model->Enqueue(task); !s.ok()) WindowFailed(task, s);
+}
+
+ServedModel* StreamCall::CurrentModel() {
+  if (model_ != nullptr && !model_->retired()) return model_.get();
+  absl::StatusOr<std::shared_ptr<ServedModel>> next =
+      service_->models_->Find(model_name_, model_version_);
+  const bool fits = next.ok() && (*next)->spec().input == spec_.input &&
+                    (*next)->spec().num_classes == spec_.num_classes;
+  const bool was_served = model_ != nullptr;
+  // A retired version is let go at once, so that it can be freed.
+  model_ = fits ? *std::move(next) : nullptr;
+  if (was_served || model_ != nullptr) {
+    const std::string what =
+        model_ == nullptr
+            ? absl::StrCat("no version of model '", model_name_,
+                           "' that takes this stream's windows is served: "
+                           "windows are dropped until one is")
+            : absl::StrCat("now served by model '", model_name_, "' version ",
+                           model_->version());
+    SendEvent(StreamEvent::MODEL_CHANGED, what);
+  }
+  return model_.get();
 }
 
 void StreamCall::WindowDone(WindowTask* task, absl::Span<const float> logits,
                             int64_t num_classes, const ExecutionStats& stats) {
   thread_local std::vector<ScoredClass> top;
   TopKSoftmax(logits.subspan(0, num_classes), top_k_, &top);
-  const std::vector<std::string>& labels = model_->labels();
-  model_->metrics().queue_duration().Observe(stats.queue_us * 1e-6);
-  model_->metrics().compute_duration().Observe(stats.compute_us * 1e-6);
+  const std::vector<std::string>& labels = task->model->labels();
+  task->model->metrics().queue_duration().Observe(stats.queue_us * 1e-6);
+  task->model->metrics().compute_duration().Observe(stats.compute_us * 1e-6);
   const StreamResponse* start = nullptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -900,7 +945,9 @@ StreamService::StreamService(const ModelRepository* models, Metrics* metrics,
       options_(options),
       metrics_(metrics->registry(), metrics->duration_buckets()) {
   // Every model's stream series exist from the start, at zero.
-  for (const ServedModel* m : models->models()) metrics_.ForModel(m->name(), m->version());
+  for (const std::shared_ptr<ServedModel>& m : models->models()) {
+    metrics_.ForModel(m->name(), m->version());
+  }
 }
 
 StreamService::~StreamService() {

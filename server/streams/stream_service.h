@@ -56,7 +56,7 @@
 
 #include "clipserve/v1/video_classifier.pb.h"
 #include "server/metrics.h"
-#include "server/model_repository.h"
+#include "server/lifecycle/model_repository.h"
 #include "server/streams/stream_metrics.h"
 #include "video/decode.h"
 #include "video/live_source.h"

@@ -6,10 +6,10 @@
 
 Each test renders the chart with the values it is about and checks what
 would break a deployment if it changed: labels, the image pin, autoscaling
-and replicas, drain timing, probes, security context, GPUs, the config
-checksum, model repository sources, Services, PDB, monitoring objects,
-the helm test pod, the values schema, NOTES. A failure names the value or
-field at fault.
+and replicas, drain timing, connection ageing, probes, security context,
+GPUs, the config checksum, model repository sources, Services, PDB,
+monitoring objects, the helm test pod, the values schema, NOTES. A failure
+names the value or field at fault.
 """
 import hashlib
 import json
@@ -309,6 +309,54 @@ class DrainTest(unittest.TestCase):
         render(sets=["drain.terminationGracePeriodSeconds=55"])
 
 
+class ConnectionTest(unittest.TestCase):
+    """Connection ageing and keepalive (docs/deploy.md): flags from
+    server.connection, defaults suited to autoscaling."""
+
+    FLAGS = {"maxAgeSeconds": "grpc-max-connection-age",
+             "maxAgeGraceSeconds": "grpc-max-connection-age-grace",
+             "keepaliveTimeSeconds": "grpc-keepalive-time",
+             "keepaliveTimeoutSeconds": "grpc-keepalive-timeout",
+             "keepaliveMinPingIntervalSeconds": "grpc-keepalive-min-ping-interval",
+             "keepalivePermitWithoutCalls": "grpc-keepalive-permit-without-calls"}
+
+    def test_defaults(self):
+        flags = server_flags(render())
+        # Age 120 s, grace unlimited (0: camera streams are not cut),
+        # keepalive 60 s / 20 s, pings accepted every 10 s, also idle.
+        want = {"grpc-max-connection-age": "120", "grpc-max-connection-age-grace": "0",
+                "grpc-keepalive-time": "60", "grpc-keepalive-timeout": "20",
+                "grpc-keepalive-min-ping-interval": "10",
+                "grpc-keepalive-permit-without-calls": "true"}
+        self.assertEqual({k: flags.get(k) for k in want}, want)
+        d = DEFAULTS["server"]["connection"]
+        self.assertEqual(set(d), set(self.FLAGS))
+        for key, flag in self.FLAGS.items():
+            self.assertEqual(flags[flag], str(d[key]).lower(), key)
+
+    def test_values_flow_to_the_flags(self):
+        docs = render(sets=["server.connection.maxAgeSeconds=30",
+                            "server.connection.maxAgeGraceSeconds=600",
+                            "server.connection.keepaliveTimeSeconds=0",
+                            "server.connection.keepaliveTimeoutSeconds=5",
+                            "server.connection.keepaliveMinPingIntervalSeconds=1",
+                            "server.connection.keepalivePermitWithoutCalls=false"])
+        flags = server_flags(docs)
+        self.assertEqual([flags[f] for f in self.FLAGS.values()],
+                         ["30", "600", "0", "5", "1", "false"])
+        self.assertNotEqual(checksum(docs), checksum(render()))
+
+    def test_not_through_extra_flags_and_typed(self):
+        self.assertIn("the chart sets --grpc-max-connection-age itself",
+                      fails(sets=["server.extraFlags.grpc-max-connection-age=5"]))
+        for bad in ("server.connection.maxAgeSeconds=-1", "server.connection.maxAgeSeconds=2m",
+                    "server.connection.keepaliveTimeoutSeconds=0",
+                    "server.connection.keepalivePermitWithoutCalls=maybe",
+                    "server.connection.maxAge=1"):
+            with self.subTest(bad):
+                fails(sets=[bad])
+
+
 class ProbesTest(unittest.TestCase):
     def test_grpc_probes(self):
         for values in (None, GPU, AUTOSCALING):
@@ -509,6 +557,17 @@ class ModelRepositoryTest(unittest.TestCase):
         self.assertNotIn("model-repository", server_flags(docs))
         self.assertIn("must be one of", fails(sets=["modelRepository.source=s3"]))
 
+    def test_poll_mode(self):
+        self.assertNotIn("model-control-mode", server_flags(render()))
+        docs = render(sets=["modelRepository.source=pvc", "modelRepository.pvc.claimName=models",
+                            "modelRepository.poll.enabled=true", "modelRepository.poll.seconds=15"])
+        flags = server_flags(docs)
+        self.assertEqual((flags["model-control-mode"], flags["repository-poll-seconds"]),
+                         ("poll", "15"))
+        self.assertIn("poll.enabled needs a repository", fails(sets=[
+            "modelRepository.source=builtin", "modelRepository.poll.enabled=true"]))
+        self.assertIn("not as a flag", fails(sets=["server.extraFlags.model-control-mode=poll"]))
+
 
 class ServicesTest(unittest.TestCase):
     def test_main_service(self):
@@ -684,6 +743,8 @@ class SchemaTest(unittest.TestCase):
                     "service", "headlessService", "autoscaling", "pdb", "metrics",
                     "serviceAccount", "helmTest"):
             self.assertIs(schema["properties"][key]["additionalProperties"], False, key)
+        self.assertIs(schema["properties"]["server"]["properties"]["connection"]
+                      ["additionalProperties"], False)
         # Every default value is described by the schema.
         self.assertEqual(set(DEFAULTS) - {"global"}, set(schema["properties"]) - {"global"})
 

@@ -495,7 +495,7 @@ TEST_F(KServeTest, ServerMetadataListsTheExtensionsServed) {
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(r.name(), "clipserve");
   EXPECT_EQ(std::vector<std::string>(r.extensions().begin(), r.extensions().end()),
-            (std::vector<std::string>{"model_configuration", "statistics"}));
+            (std::vector<std::string>{"model_configuration", "statistics", "model_repository"}));
 }
 
 TEST_F(KServeTest, MetadataListsOneInputAndARequestBuiltFromItRuns) {

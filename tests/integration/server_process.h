@@ -38,6 +38,7 @@ class ServerProcess {
   ~ServerProcess();
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // The Prometheus endpoint's port (started with --metrics-port 0).
   int metrics_port() const { return metrics_port_; }
   // GET http://127.0.0.1:<metrics_port>/metrics: the body, or "" on failure.

@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
+#include <functional>
 #include <fstream>
 #include <future>
 #include <random>
@@ -22,6 +24,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "inference/grpc_service.grpc.pb.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
 
@@ -977,6 +980,72 @@ TEST(StreamShutdownTest, SigtermAnswersQueuedWindowsThenEndsStreamsUnavailable) 
   EXPECT_EQ(run.windows.size(), 3u) << "every queued window is answered";
   EXPECT_TRUE(run.events.empty());
   EXPECT_EQ(server->Wait(), 0);
+}
+
+// A stream that named no version follows the model's lifecycle: a swapped
+// version takes over its windows (MODEL_CHANGED), and an unloaded model drops
+// them, reported, while the stream stays open.
+TEST(StreamLifecycleTest, AStreamFollowsItsModelAcrossASwapAndAnUnload) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny",
+                 ModelConfigText("tiny", 8, kT, kSide, kSide, kClasses,
+                                 "dynamic_batching { max_queue_delay_microseconds: 1000 }"),
+                 3);
+  auto server = ServerProcess::Start({"--model-repository", repo, "--model-control-mode",
+                                      "explicit", "--load-model", "tiny",
+                                      "--repository-api-open"});
+  ASSERT_NE(server, nullptr);
+  auto repository = inference::GRPCInferenceService::NewStub(server->Channel());
+  OpenedStream s(*server, RawOpen("tiny"));
+  ASSERT_TRUE(s.opened);
+  StreamRun run;
+  int frame = 0;
+  // Writes one window's frames, then reads until `done` holds.
+  auto window = [&](const std::function<bool()>& done) {
+    for (int i = 0; i < kT; ++i) {
+      ASSERT_TRUE(s.stream->Write(FrameMessage(RawFrame(frame++), kRawSide)));
+    }
+    StreamResponse r;
+    while (!done() && s.stream->Read(&r)) Collect(r, &run);
+  };
+  window([&] { return run.windows.size() == 1; });
+
+  std::filesystem::copy(absl::StrCat(repo, "/tiny/1"), absl::StrCat(repo, "/tiny/2"),
+                        std::filesystem::copy_options::recursive);
+  {
+    grpc::ClientContext context;
+    inference::RepositoryModelLoadRequest load;
+    load.set_model_name("tiny");
+    inference::RepositoryModelLoadResponse ignored;
+    ASSERT_TRUE(repository->RepositoryModelLoad(&context, load, &ignored).ok());
+  }
+  window([&] { return run.windows.size() == 2; });
+  ASSERT_EQ(run.Events(StreamEvent::MODEL_CHANGED), 1);
+  EXPECT_NE(run.events.back().message().find("version 2"), std::string::npos)
+      << run.events.back().message();
+  // Version 1 was freed although the stream that used it is still open.
+  EXPECT_TRUE(server->WaitForLog("model 'tiny' version 1 freed", std::chrono::seconds(10)));
+
+  {
+    grpc::ClientContext context;
+    inference::RepositoryModelUnloadRequest unload;
+    unload.set_model_name("tiny");
+    inference::RepositoryModelUnloadResponse ignored;
+    ASSERT_TRUE(repository->RepositoryModelUnload(&context, unload, &ignored).ok());
+  }
+  window([&] { return run.Events(StreamEvent::WINDOWS_DROPPED) == 1; });
+  EXPECT_EQ(run.Events(StreamEvent::MODEL_CHANGED), 2);
+  EXPECT_EQ(run.windows.size(), 2u);
+  s.stream->WritesDone();
+  for (StreamResponse r; s.stream->Read(&r);) Collect(r, &run);
+  EXPECT_TRUE(s.stream->Finish().ok());
+  bool unloaded_reason = false;
+  for (const StreamEvent& e : run.events) {
+    unloaded_reason |= e.kind() == StreamEvent::WINDOWS_DROPPED &&
+                       e.message().find("not served now") != std::string::npos;
+  }
+  EXPECT_TRUE(unloaded_reason);
 }
 
 }  // namespace

@@ -81,6 +81,24 @@ void WriteScriptModel(const std::string& repo, const std::string& name,
   m.save((dir / "1" / "model.pt").string());
 }
 
+void WriteBallastModel(const std::string& repo, const std::string& name,
+                       const std::string& config, int classes,
+                       int64_t ballast_floats, int version) {
+  const fs::path dir = fs::path(repo) / name;
+  WriteFile(dir / "config.pbtxt", config);
+  const fs::path version_dir = dir / absl::StrCat(version);
+  fs::create_directories(version_dir);
+  torch::jit::Module m("BallastModel");
+  torch::manual_seed(version);
+  m.register_parameter("w", torch::randn({3, classes}), false);
+  m.register_buffer("ballast", torch::rand({ballast_floats}));
+  runtime::testing::DefineWithExceptions(m, R"(
+def forward(self, x):
+    return x.mean(dim=[2, 3, 4]).matmul(self.w)
+)");
+  m.save((version_dir / "model.pt").string());
+}
+
 std::string SlowForward(int iterations) {
   // The work is on a fixed 4M-element tensor, so a batch takes about as long
   // whatever its size or the clip's.

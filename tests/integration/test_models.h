@@ -38,6 +38,14 @@ void WriteScriptModel(const std::string& repo, const std::string& name,
                       const std::string& config, const std::string& source,
                       int classes);
 
+// A linear-head model (forward as FailingForward without the failure) that
+// also holds a buffer of `ballast_floats` floats, so that every loaded copy
+// of it costs that much memory: leaks of it show in the server's RSS.
+// Written to <repo>/<name>/<version>/model.pt, with config.pbtxt.
+void WriteBallastModel(const std::string& repo, const std::string& name,
+                       const std::string& config, int classes,
+                       int64_t ballast_floats, int version);
+
 // forward: `iterations` rounds of tanh over a fixed 4M-element tensor (a
 // few ms each here, whatever the batch), then a linear head.
 std::string SlowForward(int iterations);

@@ -227,9 +227,9 @@ def test_health_and_metadata(c, health_pb2, health_stub, model, other):
 
     r = stub.ServerMetadata(pb2.ServerMetadataRequest(), timeout=RPC_TIMEOUT)
     check(r.name == "clipserve" and r.version != ""
-          and list(r.extensions) == ["model_configuration", "statistics"],
-          f"ServerMetadata: name 'clipserve', a version, extensions model_configuration "
-          f"and statistics (got {r.name!r}, {r.version!r}, {list(r.extensions)})")
+          and list(r.extensions) == ["model_configuration", "statistics", "model_repository"],
+          f"ServerMetadata: name 'clipserve', a version, extensions model_configuration, "
+          f"statistics and model_repository (got {r.name!r}, {r.version!r}, {list(r.extensions)})")
 
     for m in (model, other):
         r = stub.ModelMetadata(pb2.ModelMetadataRequest(name=m.name), timeout=RPC_TIMEOUT)

@@ -35,6 +35,22 @@ tritonclient[grpc]. It writes the benchmark model repository
   size adding up to execution_count, durations that add up;
 - SIGTERM: the server drains and exits 0.
 
+Then Triton's model repository extension as a Triton user drives it (the
+first server, started with neither --admin-token-file nor
+--repository-api-open, refuses it with PERMISSION_DENIED): a second
+clipserve with --model-control-mode explicit --load-model tiny-b1
+--admin-token-file (a 32-character token):
+
+- get_model_repository_index with the token: every model of the repository,
+  tiny-b1 version 1 READY, the others UNAVAILABLE "not loaded"; without the
+  token, with a wrong one or without "Bearer ", PERMISSION_DENIED (the
+  token sent never echoed), also for load_model and unload_model;
+- load_model("no_such_model") NOT_FOUND; load_model of the model, then
+  is_model_ready True and inference with the first server's logits;
+  unload_model, then is_model_ready False (a known model not served),
+  inference NOT_FOUND and the index back at "not loaded";
+- get_server_metadata lists the extension model_repository; SIGTERM: exit 0.
+
 Everything it starts is stopped at the end, also on failure or a signal.
 Loopback only; every wait and RPC is bounded. Exit 0: pass, 1: fail. Nothing
 is skipped.
@@ -43,6 +59,8 @@ import argparse
 import functools
 import os
 import queue
+import re
+import secrets
 import sys
 import tempfile
 import time
@@ -101,6 +119,8 @@ def expect_error(what, status, call, *needles):
 NOT_FOUND = "StatusCode.NOT_FOUND"
 INVALID = "StatusCode.INVALID_ARGUMENT"
 DEADLINE = "StatusCode.DEADLINE_EXCEEDED"
+DENIED = "StatusCode.PERMISSION_DENIED"
+EXTENSIONS = ["model_configuration", "statistics", "model_repository"]
 
 
 def clip_input(model, data):
@@ -141,10 +161,9 @@ def test_health_and_metadata(client, model, other):
                  UNKNOWN_MODEL)
 
     md = client.get_server_metadata(client_timeout=RPC_TIMEOUT)
-    check(md.name == "clipserve" and md.version != ""
-          and list(md.extensions) == ["model_configuration", "statistics"],
-          f"get_server_metadata: clipserve, a version, extensions model_configuration and "
-          f"statistics (got {md.name!r}, {md.version!r}, {list(md.extensions)})")
+    check(md.name == "clipserve" and md.version != "" and list(md.extensions) == EXTENSIONS,
+          f"get_server_metadata: clipserve, a version, extensions {EXTENSIONS} "
+          f"(got {md.name!r}, {md.version!r}, {list(md.extensions)})")
     js = client.get_server_metadata(as_json=True, client_timeout=RPC_TIMEOUT)
     check(js.get("name") == "clipserve", f"get_server_metadata(as_json=True): {js}")
 
@@ -509,6 +528,189 @@ def test_statistics(client, model, other, before, ledger, started_ms):
                  f"'{UNKNOWN_VERSION}'")
 
 
+# ---- the model repository extension ------------------------------------------
+
+NO_SUCH_MODEL = "no_such_model"
+
+
+def repository_models(repo):
+    """The models of the repository as its directories say (read
+    independently of the server), in name order."""
+    return sorted(n for n in os.listdir(repo)
+                  if os.path.isfile(os.path.join(repo, n, "config.pbtxt")))
+
+
+def start_explicit(children, server, repo, preloaded, token_file, log_path):
+    """clipserve --model-control-mode explicit --load-model PRELOADED
+    --admin-token-file on 127.0.0.1, ports 0 (as live_util.start_clipserve,
+    with the lifecycle flags). Returns (Popen, grpc_port)."""
+    name = "clipserve-explicit"
+    proc = children.start(name, [
+        server, "--model-repository", repo, "--model-control-mode", "explicit",
+        "--load-model", preloaded, "--admin-token-file", token_file,
+        "--grpc-address", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0"], log_path)
+
+    def port():
+        if proc.poll() is not None:
+            raise Failure(f"{name} exited with {proc.returncode} while starting")
+        with open(log_path, errors="replace") as f:
+            g = re.search(r"serving gRPC on port (\d+)", f.read())
+        return int(g.group(1)) if g else None
+
+    grpc_port = live_util.wait_for(f"{name} to log its gRPC port", port, START_TIMEOUT)
+    log(f"{name}: gRPC 127.0.0.1:{grpc_port}")
+    return proc, grpc_port
+
+
+def index_of(client, headers):
+    """The repository index as (name, version, state, reason), in the order
+    answered."""
+    idx = client.get_model_repository_index(headers=headers, client_timeout=RPC_TIMEOUT)
+    return [(m.name, m.version, m.state, m.reason) for m in idx.models]
+
+
+def index_want(models, loaded):
+    """Every model of the repository: the `loaded` ones version 1 READY, the
+    others UNAVAILABLE "not loaded" (no version), in name order."""
+    return [(n, "1", "READY", "") if n in loaded else (n, "", "UNAVAILABLE", "not loaded")
+            for n in models]
+
+
+def test_repository_closed(client, model):
+    """The first server has neither --admin-token-file nor
+    --repository-api-open: the three RPCs are refused, token or not."""
+    auth = {"authorization": "Bearer " + "c" * 32}
+    for what, call in (
+            ("get_model_repository_index", lambda h: client.get_model_repository_index(
+                headers=h, client_timeout=RPC_TIMEOUT)),
+            ("load_model", lambda h: client.load_model(model.name, headers=h,
+                                                       client_timeout=RPC_TIMEOUT)),
+            ("unload_model", lambda h: client.unload_model(model.name, headers=h,
+                                                           client_timeout=RPC_TIMEOUT))):
+        for h in (None, auth):
+            expect_error(f"{what} on a server without --admin-token-file "
+                         f"({'a' if h else 'no'} token)", DENIED, lambda: call(h),
+                         "closed", "--admin-token-file")
+    check(client.is_model_ready(model.name, client_timeout=RPC_TIMEOUT),
+          f"{model.name} still served after the refused unload_model")
+
+
+def test_repository(client, models, preloaded, model, clips, ref, token):
+    """On the explicit-mode server (`preloaded` loaded at start): index,
+    load, infer, unload, refusals. `models`: the repository's models; `ref`:
+    the first server's logits of each clip (the same files)."""
+    m = model
+    want = functools.partial(index_want, models)
+    auth = {"authorization": f"Bearer {token}"}
+    wrong = "w" * len(token)
+    clip0 = clips[:1]
+
+    md = client.get_server_metadata(client_timeout=RPC_TIMEOUT)
+    check(list(md.extensions) == EXTENSIONS,
+          f"explicit mode: get_server_metadata lists the extensions {EXTENSIONS} "
+          f"(got {list(md.extensions)})")
+    check(client.is_server_ready(client_timeout=RPC_TIMEOUT)
+          and client.is_model_ready(preloaded, client_timeout=RPC_TIMEOUT),
+          f"explicit mode: server ready, {preloaded} (--load-model) ready")
+
+    got = index_of(client, auth)
+    check(got == want({preloaded}),
+          f"get_model_repository_index: {want({preloaded})} (got {got})")
+    js = client.get_model_repository_index(headers=auth, as_json=True,
+                                           client_timeout=RPC_TIMEOUT)
+    check([e.get("name") for e in js.get("models", [])] == models
+          and js["models"][models.index(m.name)].get("reason") == "not loaded",
+          f"get_model_repository_index(as_json=True): the same models (got {js})")
+
+    # Refused without the token, with a wrong one, without the scheme; the
+    # refusal never echoes what was sent.
+    for what, headers, needle in (
+            ("no token", None, "needs the admin token"),
+            ("a wrong token", {"authorization": f"Bearer {wrong}"}, "admin token is wrong"),
+            ("the token without 'Bearer '", {"authorization": token}, "admin token is wrong")):
+        for rpc, call in (
+                ("get_model_repository_index", lambda: client.get_model_repository_index(
+                    headers=headers, client_timeout=RPC_TIMEOUT)),
+                ("load_model", lambda: client.load_model(m.name, headers=headers,
+                                                         client_timeout=RPC_TIMEOUT)),
+                ("unload_model", lambda: client.unload_model(preloaded, headers=headers,
+                                                             client_timeout=RPC_TIMEOUT))):
+            try:
+                call()
+                raise Failure(f"{rpc} with {what}: succeeded, want {DENIED}")
+            except InferenceServerException as e:
+                msg = e.message() or ""
+                check(e.status() == DENIED and needle in msg
+                      and wrong not in msg and token not in msg,
+                      f"{rpc} with {what}: {DENIED} naming {needle!r}, nothing sent echoed "
+                      f"(got {e.status()}: {msg!r})")
+    got = index_of(client, auth)
+    check(got == want({preloaded}),
+          f"after the refused calls nothing changed: {want({preloaded})} (got {got})")
+
+    # A model the repository knows but does not serve: not ready, and
+    # inference finds no model.
+    check(client.is_model_ready(m.name, client_timeout=RPC_TIMEOUT) is False,
+          f"is_model_ready({m.name!r}) before load_model: False")
+    expect_error(f"infer on {m.name} before load_model", NOT_FOUND,
+                 lambda: client.infer(m.name, [clip_input(m, clip0)],
+                                      client_timeout=RPC_TIMEOUT), f"'{m.name}'")
+
+    expect_error(f"load_model({NO_SUCH_MODEL!r})", NOT_FOUND,
+                 lambda: client.load_model(NO_SUCH_MODEL, headers=auth,
+                                           client_timeout=RPC_TIMEOUT), f"'{NO_SUCH_MODEL}'")
+    expect_error(f"is_model_ready({NO_SUCH_MODEL!r})", NOT_FOUND,
+                 lambda: client.is_model_ready(NO_SUCH_MODEL, client_timeout=RPC_TIMEOUT),
+                 NO_SUCH_MODEL)
+    got = index_of(client, auth)
+    check(got == want({preloaded}),
+          f"after load_model({NO_SUCH_MODEL!r}) the index is as before (got {got})")
+
+    # load_model answers once the model is live.
+    client.load_model(m.name, headers=auth, client_timeout=RPC_TIMEOUT)
+    check(client.is_model_ready(m.name, client_timeout=RPC_TIMEOUT) is True,
+          f"load_model({m.name!r}) answered; is_model_ready: True")
+    got = index_of(client, auth)
+    check(got == want({preloaded, m.name}),
+          f"get_model_repository_index after load_model: {want({preloaded, m.name})} "
+          f"(got {got})")
+    r = client.infer(m.name, [clip_input(m, clips[:3])], client_timeout=RPC_TIMEOUT)
+    logits = logits_of(r, m, 3)
+    d = max(max_diff(logits[i], ref[i]) for i in range(3))
+    check(r.get_response().model_version == "1" and d < ATOL,
+          f"infer on the loaded {m.name}: version 1, each clip's logits as the first "
+          f"server gave them ({d:.2e})")
+
+    # unload_model answers at once; the model takes no new request.
+    client.unload_model(m.name, headers=auth, client_timeout=RPC_TIMEOUT)
+    check(client.is_model_ready(m.name, client_timeout=RPC_TIMEOUT) is False,
+          f"unload_model({m.name!r}) answered; is_model_ready: False")
+    expect_error(f"infer on {m.name} after unload_model", NOT_FOUND,
+                 lambda: client.infer(m.name, [clip_input(m, clip0)],
+                                      client_timeout=RPC_TIMEOUT), f"'{m.name}'")
+    # Version 1 is UNLOADING until the requests it took are answered (none
+    # are left), then the model is "not loaded" again.
+    unloading = want({preloaded, m.name})
+    unloading[models.index(m.name)] = (m.name, "1", "UNLOADING", "")
+    seen = []
+
+    def settled():
+        got = index_of(client, auth)
+        if got != want({preloaded}) and got != unloading:
+            raise Failure(f"index after unload_model: {want({preloaded})} or, "
+                          f"briefly, {unloading} (got {got})")
+        seen.append(got)
+        return got == want({preloaded})
+
+    live_util.wait_for(f"{m.name} to be freed after unload_model", settled, 10, interval=0.05)
+    check(seen[-1] == want({preloaded}),
+          f"get_model_repository_index after unload_model: {want({preloaded})} "
+          f"(after {len(seen) - 1} answer(s) with version 1 UNLOADING)")
+    check(client.is_server_ready(client_timeout=RPC_TIMEOUT)
+          and client.is_model_ready(preloaded, client_timeout=RPC_TIMEOUT),
+          f"after unload_model({m.name!r}): server still ready, {preloaded} still ready")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--server", required=True, help="the clipserve binary")
@@ -545,6 +747,7 @@ def main():
         test_errors(client, stub, model, clips, ledger)
         test_stream(client, model, clips, ref, ledger)
         test_statistics(client, model, other, before, ledger, started_ms)
+        test_repository_closed(client, model)
 
         client.close()
         client = None
@@ -552,6 +755,28 @@ def main():
         channel = None
         rc = children.stop(proc, timeout=STOP_TIMEOUT)
         check(rc == 0, f"clipserve drains and exits 0 on SIGTERM (got {rc})")
+
+        # The repository extension, on a server in explicit mode with an
+        # admin token (a trailing newline, as `echo` writes: stripped).
+        token = secrets.token_hex(16)
+        token_file = os.path.join(tmp, "admin.token")
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        os.chmod(token_file, 0o600)
+        models = repository_models(repo)
+        preloaded = other.name if other.name != model.name else models[0]
+        check(model.name in models and preloaded in models and preloaded != model.name
+              and len(models) >= 3,
+              f"the repository's models: {models}; {preloaded} loaded at start, "
+              f"{model.name} loaded by the test")
+        proc, port = start_explicit(children, args.server, repo, preloaded, token_file,
+                                    os.path.join(tmp, "clipserve-explicit.log"))
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
+        test_repository(client, models, preloaded, model, clips, ref, token)
+        client.close()
+        client = None
+        rc = children.stop(proc, timeout=STOP_TIMEOUT)
+        check(rc == 0, f"clipserve (explicit mode) drains and exits 0 on SIGTERM (got {rc})")
         ok = True
         log(f"PASS: {live_util.CHECKS[0]} checks in {time.monotonic() - started:.1f} s")
         return 0

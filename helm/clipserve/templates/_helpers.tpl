@@ -130,8 +130,22 @@ values, the container's args name them). Fails on a misconfiguration.
 {{- define "clipserve.serverFlags" -}}
 {{- $v := .Values }}
 {{- $flags := dict "grpc-port" (toString $v.server.grpcPort) "metrics-port" (toString $v.server.metricsPort) "drain-timeout-seconds" (toString $v.drain.timeoutSeconds) }}
+{{- $c := $v.server.connection }}
+{{- $_ := set $flags "grpc-max-connection-age" (toString (int $c.maxAgeSeconds)) }}
+{{- $_ := set $flags "grpc-max-connection-age-grace" (toString (int $c.maxAgeGraceSeconds)) }}
+{{- $_ := set $flags "grpc-keepalive-time" (toString (int $c.keepaliveTimeSeconds)) }}
+{{- $_ := set $flags "grpc-keepalive-timeout" (toString (int $c.keepaliveTimeoutSeconds)) }}
+{{- $_ := set $flags "grpc-keepalive-min-ping-interval" (toString (int $c.keepaliveMinPingIntervalSeconds)) }}
+{{- $_ := set $flags "grpc-keepalive-permit-without-calls" (toString $c.keepalivePermitWithoutCalls) }}
 {{- if ne $v.modelRepository.source "builtin" }}
 {{- $_ := set $flags "model-repository" $v.modelRepository.path }}
+{{- end }}
+{{- if $v.modelRepository.poll.enabled }}
+{{- if eq $v.modelRepository.source "builtin" }}
+{{- fail "modelRepository.poll.enabled needs a repository (source image, pvc or initContainer), not builtin" }}
+{{- end }}
+{{- $_ := set $flags "model-control-mode" "poll" }}
+{{- $_ := set $flags "repository-poll-seconds" (toString $v.modelRepository.poll.seconds) }}
 {{- end }}
 {{- if $v.tls.enabled }}
 {{- if not $v.tls.secretName }}
@@ -150,7 +164,7 @@ values, the container's args name them). Fails on a misconfiguration.
 {{- if hasKey $flags $name }}
 {{- fail (printf "server.extraFlags.%s: the chart sets --%s itself; use the chart's value for it" $name $name) }}
 {{- end }}
-{{- if has $name (list "grpc-use-ssl" "grpc-server-cert" "grpc-server-key" "grpc-ssl-client-ca" "model-repository" "grpc-address" "allow-metrics") }}
+{{- if has $name (list "grpc-use-ssl" "grpc-server-cert" "grpc-server-key" "grpc-ssl-client-ca" "model-repository" "grpc-address" "allow-metrics" "model-control-mode" "repository-poll-seconds") }}
 {{- fail (printf "server.extraFlags.%s: set through the chart's values (tls.*, modelRepository.*), not as a flag" $name) }}
 {{- end }}
 {{- $_ := set $flags $name (toString $value) }}
