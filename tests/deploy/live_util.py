@@ -127,14 +127,10 @@ def http_get(url, timeout=5):
 
 # ---- clipserve --------------------------------------------------------------
 
-def start_clipserve(children, server, repo, log_path, name="clipserve", timeout=180):
-    """Starts clipserve on 127.0.0.1 with --grpc-port 0 --metrics-port 0 and
-    reads the ports it got from its log. Returns (Popen, grpc_port,
-    metrics_port). repo None: no --model-repository (the built-in model)."""
-    repo_args = [] if repo is None else ["--model-repository", repo]
-    proc = children.start(name, [server] + repo_args + [
-        "--grpc-address", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0"], log_path)
-
+def wait_for_ports(proc, name, log_path, timeout=180):
+    """Waits for a clipserve started with --metrics-port (and perhaps
+    --grpc-port) 0 to log the ports it got. Returns (grpc_port,
+    metrics_port)."""
     def ports():
         if proc.poll() is not None:
             raise Failure(f"{name} exited with {proc.returncode} while starting")
@@ -144,8 +140,21 @@ def start_clipserve(children, server, repo, log_path, name="clipserve", timeout=
         m = re.search(r"serving metrics on port (\d+)", text)
         return (int(g.group(1)), int(m.group(1))) if g and m else None
 
-    grpc_port, metrics_port = wait_for(f"{name} to log its gRPC and metrics ports", ports, timeout)
-    log(f"{name}: gRPC 127.0.0.1:{grpc_port}, metrics http://127.0.0.1:{metrics_port}/metrics")
+    return wait_for(f"{name} to log its gRPC and metrics ports", ports, timeout)
+
+
+def start_clipserve(children, server, repo, log_path, name="clipserve", timeout=180,
+                    extra=(), host="127.0.0.1"):
+    """Starts clipserve on `host` with --grpc-port 0 --metrics-port 0 (and
+    the flags in `extra`) and reads the ports it got from its log. Returns
+    (Popen, grpc_port, metrics_port). repo None: no --model-repository (the
+    built-in model)."""
+    repo_args = [] if repo is None else ["--model-repository", repo]
+    proc = children.start(name, [server] + repo_args + [
+        "--grpc-address", host, "--grpc-port", "0", "--metrics-port", "0"] + list(extra),
+        log_path)
+    grpc_port, metrics_port = wait_for_ports(proc, name, log_path, timeout)
+    log(f"{name}: gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}/metrics")
     return proc, grpc_port, metrics_port
 
 

@@ -221,17 +221,7 @@ def start_servers(children, server, repo, tmp, specs):
         started.append((name, host, proc, log_path))
     out = []
     for name, host, proc, log_path in started:
-        def ports(name=name, proc=proc, log_path=log_path):
-            if proc.poll() is not None:
-                raise Failure(f"{name} exited with {proc.returncode} while starting")
-            with open(log_path, errors="replace") as f:
-                text = f.read()
-            g = re.search(r"serving gRPC on port (\d+)", text)
-            m = re.search(r"serving metrics on port (\d+)", text)
-            return (int(g.group(1)), int(m.group(1))) if g and m else None
-
-        grpc_port, metrics_port = live_util.wait_for(f"{name} to log its ports", ports,
-                                                     START_TIMEOUT)
+        grpc_port, metrics_port = live_util.wait_for_ports(proc, name, log_path, START_TIMEOUT)
         log(f"{name}: gRPC {host}:{grpc_port}, metrics http://{host}:{metrics_port}/metrics")
         out.append(Clipserve(proc, name, host, grpc_port, metrics_port))
     return out

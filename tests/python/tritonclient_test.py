@@ -59,7 +59,6 @@ import argparse
 import functools
 import os
 import queue
-import re
 import secrets
 import sys
 import tempfile
@@ -540,28 +539,6 @@ def repository_models(repo):
                   if os.path.isfile(os.path.join(repo, n, "config.pbtxt")))
 
 
-def start_explicit(children, server, repo, preloaded, token_file, log_path):
-    """clipserve --model-control-mode explicit --load-model PRELOADED
-    --admin-token-file on 127.0.0.1, ports 0 (as live_util.start_clipserve,
-    with the lifecycle flags). Returns (Popen, grpc_port)."""
-    name = "clipserve-explicit"
-    proc = children.start(name, [
-        server, "--model-repository", repo, "--model-control-mode", "explicit",
-        "--load-model", preloaded, "--admin-token-file", token_file,
-        "--grpc-address", "127.0.0.1", "--grpc-port", "0", "--metrics-port", "0"], log_path)
-
-    def port():
-        if proc.poll() is not None:
-            raise Failure(f"{name} exited with {proc.returncode} while starting")
-        with open(log_path, errors="replace") as f:
-            g = re.search(r"serving gRPC on port (\d+)", f.read())
-        return int(g.group(1)) if g else None
-
-    grpc_port = live_util.wait_for(f"{name} to log its gRPC port", port, START_TIMEOUT)
-    log(f"{name}: gRPC 127.0.0.1:{grpc_port}")
-    return proc, grpc_port
-
-
 def index_of(client, headers):
     """The repository index as (name, version, state, reason), in the order
     answered."""
@@ -769,8 +746,11 @@ def main():
               and len(models) >= 3,
               f"the repository's models: {models}; {preloaded} loaded at start, "
               f"{model.name} loaded by the test")
-        proc, port = start_explicit(children, args.server, repo, preloaded, token_file,
-                                    os.path.join(tmp, "clipserve-explicit.log"))
+        proc, port, _ = live_util.start_clipserve(
+            children, args.server, repo, os.path.join(tmp, "clipserve-explicit.log"),
+            name="clipserve-explicit", timeout=START_TIMEOUT,
+            extra=["--model-control-mode", "explicit", "--load-model", preloaded,
+                   "--admin-token-file", token_file])
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{port}")
         test_repository(client, models, preloaded, model, clips, ref, token)
         client.close()
