@@ -12,8 +12,9 @@
 #   CACHE_DIR       where the tarball is kept and reused
 #                   (default /var/tmp/clipserve-container)
 #   DEBIAN_MIRROR   Debian mirror (default: the one apt uses for bookworm)
-#   SECURITY_MIRROR mirror of bookworm-security (default: apt's, or
-#                   http://deb.debian.org/debian-security)
+#   SECURITY_MIRROR mirror of bookworm-security (default: the one apt uses)
+# No mirror is built in: without apt sources for a suite, and without the
+# variable, the script stops and says which is missing.
 #   BUILDAH_ROOT, BUILDAH_RUNROOT
 #                   buildah storage (default: buildah's own defaults)
 #   FORCE=1         rebuild the tarball and the image even if present
@@ -94,9 +95,15 @@ slimify() {
 }
 
 mirror=${DEBIAN_MIRROR:-$(apt_mirror "$suite" | head -n1)}
-mirror=${mirror:-http://deb.debian.org/debian}
+if [ -z "$mirror" ]; then
+  log "no Debian mirror: apt has no source for $suite (/etc/apt/sources.list*); set DEBIAN_MIRROR"
+  exit 1
+fi
 security=${SECURITY_MIRROR:-$(apt_mirror "$suite-security" | head -n1)}
-security=${security:-http://deb.debian.org/debian-security}
+if [ -z "$security" ]; then
+  log "no mirror for $suite-security: apt has no source for it; set SECURITY_MIRROR"
+  exit 1
+fi
 
 mkdir -p "$cache_dir"
 if [ "$force" = 1 ] || [ ! -s "$tarball" ]; then
