@@ -94,13 +94,17 @@ absl::StatusOr<std::unique_ptr<ServedModel>> ServedModel::Create(
         "model '", self->name(), "': ", scheduler.status().message()));
   }
   model->scheduler_ = *std::move(scheduler);
-  const batching::BatchScheduler* queue_owner = model->scheduler_.get();
-  metrics->AddQueueDepth(self->name(), self->version(), self, [queue_owner] {
+  return model;
+}
+
+void ServedModel::GoLive() {
+  const batching::BatchScheduler* queue_owner = scheduler_.get();
+  registry_->AddQueueDepth(name(), version(), this, [queue_owner] {
     return static_cast<double>(queue_owner->queue().queued());
   });
-  model_metrics->queue_capacity().Set(
-      static_cast<double>(model->scheduler_->queue().options().max_queue_size));
-  return model;
+  metrics_->queue_capacity().Set(
+      static_cast<double>(scheduler_->queue().options().max_queue_size));
+  metrics_->ready().Set(1);
 }
 
 ServedModel::~ServedModel() {

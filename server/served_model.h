@@ -44,6 +44,12 @@ class ServedModel {
   // Drains (see Shutdown).
   ~ServedModel();
 
+  // Reports the version's queue in the metrics (clipserve_queue_depth read
+  // at each scrape, clipserve_queue_capacity) and ready = 1, in place of
+  // another instance of the same version. Called by the repository when
+  // the version goes live; a version loaded and then dropped never shows.
+  void GoLive();
+
   // The version is no longer served (replaced or unloaded): requests that
   // hold it are still answered by it; holders that outlive one request (live
   // streams) look the model up again. Set by the repository.

@@ -416,7 +416,7 @@ void ModelRepository::SetDeviceFailureHandler(
 }
 
 void ModelRepository::Install(const std::shared_ptr<ServedModel>& model) {
-  model->metrics().ready().Set(1);
+  model->GoLive();
   std::function<void(const std::string&, const absl::Status&)> handler;
   {
     std::lock_guard<std::mutex> lock(state_mu_);

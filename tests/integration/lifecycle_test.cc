@@ -445,6 +445,18 @@ TEST_F(ExplicitModeTest, LoadAndUnloadFollowTheRequestsAndReadiness) {
   EXPECT_NE(s.error_message().find("max_batch_size"), std::string::npos) << s.error_message();
   EXPECT_EQ(ServedVersion(channel, "n"), "1");
   EXPECT_EQ(Metric(*server_, "clipserve_model_load_failures_total{model=\"n\"}"), 1);
+  // A reload of the same version that fails after its instances were built
+  // (labels.txt disagrees with the output) leaves the served one's series.
+  WriteText(fs::path(repo_.path()) / "n" / "config.pbtxt", Config("n"));
+  WriteText(fs::path(repo_.path()) / "n" / "labels.txt", "only-one\n");
+  s = admin.Load("n");
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("labels.txt has 1 labels"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(ServedVersion(channel, "n"), "1");
+  EXPECT_EQ(Metric(*server_, "clipserve_model_load_failures_total{model=\"n\"}"), 2);
+  EXPECT_EQ(Metric(*server_, "clipserve_queue_depth{model=\"n\",version=\"1\"}"), 0);
+  EXPECT_EQ(Metric(*server_, "clipserve_model_ready{model=\"n\",version=\"1\"}"), 1);
 }
 
 TEST_F(ExplicitModeTest, TheCommandLineClientDrivesTheRepository) {

@@ -178,7 +178,8 @@ TEST(ServedModelTest, AnUnusableDeviceMakesTheModelUnhealthyAndTellsTheServerOnc
   EXPECT_TRUE(model->healthy());
   // The repository reports a version ready when it makes it live.
   EXPECT_EQ(model->metrics().ready().Value(), 0);
-  model->metrics().ready().Set(1);
+  model->GoLive();
+  EXPECT_EQ(model->metrics().ready().Value(), 1);
 
   const std::vector<uint8_t> clip(12, 0);
   fake->PoisonNext();
