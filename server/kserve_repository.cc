@@ -82,37 +82,36 @@ grpc::ServerUnaryReactor* KServeService::RepositoryModelLoad(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelLoadRequest* request,
     inference::RepositoryModelLoadResponse* /*response*/) {
-  absl::Status s = CheckAdmin(context, request->repository_name());
-  if (s.ok()) s = CheckParameters(request->parameters(), /*unload=*/false);
-  if (s.ok() && request->model_name().empty()) {
-    s = absl::InvalidArgumentError("model_name is empty");
-  }
-  if (!s.ok()) return FinishUnary(context, s);
-  LogInfo(absl::StrCat("repository API: load model '", request->model_name(),
-                       "' (from ", context->peer(), ")"));
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  models_->Load(request->model_name(), [reactor](absl::Status status) {
-    reactor->Finish(ToGrpcStatus(status));
-  });
-  return reactor;
+  return ChangeModel(context, request->repository_name(), request->model_name(),
+                     request->parameters(), /*load=*/true);
 }
 
 grpc::ServerUnaryReactor* KServeService::RepositoryModelUnload(
     grpc::CallbackServerContext* context,
     const inference::RepositoryModelUnloadRequest* request,
     inference::RepositoryModelUnloadResponse* /*response*/) {
-  absl::Status s = CheckAdmin(context, request->repository_name());
-  if (s.ok()) s = CheckParameters(request->parameters(), /*unload=*/true);
-  if (s.ok() && request->model_name().empty()) {
-    s = absl::InvalidArgumentError("model_name is empty");
-  }
+  return ChangeModel(context, request->repository_name(), request->model_name(),
+                     request->parameters(), /*load=*/false);
+}
+
+grpc::ServerUnaryReactor* KServeService::ChangeModel(
+    grpc::CallbackServerContext* context, const std::string& repository_name,
+    const std::string& model_name,
+    const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& params,
+    bool load) {
+  absl::Status s = CheckAdmin(context, repository_name);
+  if (s.ok()) s = CheckParameters(params, /*unload=*/!load);
+  if (s.ok() && model_name.empty()) s = absl::InvalidArgumentError("model_name is empty");
   if (!s.ok()) return FinishUnary(context, s);
-  LogInfo(absl::StrCat("repository API: unload model '", request->model_name(),
-                       "' (from ", context->peer(), ")"));
+  LogInfo(absl::StrCat("repository API: ", load ? "load" : "unload", " model '",
+                       model_name, "' (from ", context->peer(), ")"));
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  models_->Unload(request->model_name(), [reactor](absl::Status status) {
-    reactor->Finish(ToGrpcStatus(status));
-  });
+  auto done = [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); };
+  if (load) {
+    models_->Load(model_name, std::move(done));
+  } else {
+    models_->Unload(model_name, std::move(done));
+  }
   return reactor;
 }
 

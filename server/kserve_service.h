@@ -98,6 +98,13 @@ class KServeService final
   // INVALID_ARGUMENT for a repository other than ours.
   absl::Status CheckAdmin(grpc::CallbackServerContext* context,
                           const std::string& repository_name) const;
+  // RepositoryModelLoad (`load`) or RepositoryModelUnload: checks, then hands
+  // the change to the lifecycle thread, which answers.
+  grpc::ServerUnaryReactor* ChangeModel(
+      grpc::CallbackServerContext* context, const std::string& repository_name,
+      const std::string& model_name,
+      const google::protobuf::Map<std::string, inference::ModelRepositoryParameter>& params,
+      bool load);
 
   ModelRepository* const models_;
   Metrics* const metrics_;

@@ -202,7 +202,6 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Builtin(
   repo->served_[kBuiltinModelName].versions[1] = std::move(served);
   ModelState& state = repo->states_[kBuiltinModelName];
   state.required = true;
-  state.ever_loaded = true;
   return repo;
 }
 
@@ -527,10 +526,7 @@ absl::Status ModelRepository::Apply(const ModelOnDisk& disk) {
     state.loading.clear();
     state.failure.clear();
     state.required = true;
-    state.ever_loaded = true;
-  }
-  std::vector<std::string> versions;
-  for (const auto& [v, m] : next.versions) versions.push_back(absl::StrCat(v));
+    }
   LogInfo(absl::StrCat("model '", disk.name, "': ",
                        ServedList(next.versions, next.labels), " (",
                        to_load.size(), " loaded, ",

@@ -175,7 +175,6 @@ class ModelRepository {
     std::set<int64_t> loading;   // versions being loaded now
     std::string failure;         // the last load's error, until one succeeds
     bool required = false;       // counts for the server's readiness
-    bool ever_loaded = false;
   };
   struct Op {
     enum Kind { kLoad, kUnload } kind;

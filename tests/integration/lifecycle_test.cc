@@ -437,6 +437,12 @@ TEST_F(ExplicitModeTest, LoadAndUnloadFollowTheRequestsAndReadiness) {
 
   grpc::Status s = admin.Load("nope");
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND) << s.error_message();
+  // A name is one directory of the repository, never a path out of it.
+  for (const char* bad : {"../n", "n/1", ".token", ""}) {
+    s = admin.Load(bad);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_EQ(admin.Unload(bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+  }
   // A load that fails leaves the model as it was.
   WriteText(fs::path(repo_.path()) / "n" / "config.pbtxt",
             ModelConfigText("n", 0, kT, kH, kW, kClasses, ""));
