@@ -1,28 +1,68 @@
 #!/usr/bin/env bash
-# Fuzzes one of the video library's entry points with libFuzzer (clang 14,
-# AddressSanitizer, UndefinedBehaviorSanitizer), from the seed videos of
-# tests/fuzz/make_seeds.sh:
+# Fuzzes clipserve's parsers with libFuzzer (clang 14, AddressSanitizer and
+# UndefinedBehaviorSanitizer), one entry point per kind of untrusted input
+# (tests/fuzz/CMakeLists.txt lists them and what each calls):
 #
-#   bash scripts/fuzz.sh decode_clip|stream_decoder [SECONDS (default 60)]
+#   bash scripts/fuzz.sh --list             the target names, one a line
+#   bash scripts/fuzz.sh TARGET [SECONDS]   fuzz one target (default 60 s)
+#   bash scripts/fuzz.sh --all SECONDS      each target in turn, SECONDS each
 #
-# Builds into build-fuzz/ (only the video library and the fuzz target);
-# crashes and the grown corpus stay in build-fuzz/fuzz-TARGET/. CI runs the
-# same targets on fixed mutants instead (ctest -R fuzz.).
+# Builds the TARGET_fuzzer binaries in the sanitizer build (BUILD_DIR,
+# default build-asan; configured by scripts/sanitized-build.sh, the build CI
+# runs the whole suite in). Each target starts from the seeds of
+# tests/fuzz/make_seeds.sh, its dictionary (tests/fuzz/dicts/TARGET.dict)
+# where there is one, and its corpus so far (BUILD_DIR/fuzz/TARGET/corpus,
+# kept between runs). Any crash, leak, timeout (20 s), memory blow-up
+# (2 GiB) or sanitizer report stops the run: the input is saved as
+# BUILD_DIR/fuzz/TARGET/crashes/crash-*; copy it to
+# tests/fuzz/regressions/TARGET-<what> so that ctest replays it from then on.
+# Exits non-zero on any finding. Prints one line per target:
+#   fuzz TARGET: N runs in S s, corpus C inputs, no finding
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${1:?usage: scripts/fuzz.sh decode_clip|stream_decoder [SECONDS]}
-seconds=${2:-60}
-case $target in decode_clip|stream_decoder) ;; *) echo "unknown target $target" >&2; exit 64;; esac
-build=${BUILD_DIR:-build-fuzz}
-flags="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -g"
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
-  -DCLIPSERVE_FUZZ=ON -DCLIPSERVE_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" --target "${target}_fuzzer"
-work=$build/fuzz-$target
-mkdir -p "$work/corpus" "$work/crashes"
-[ -d "$work/seeds" ] || bash tests/fuzz/make_seeds.sh "$work/seeds"
-"$build/tests/fuzz/${target}_fuzzer" -max_total_time="$seconds" -max_len=1048576 \
-  -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$work/crashes/" \
-  "$work/corpus" "$work/seeds/$target"
+targets=(decode_clip stream_decoder model_config safetensors pth kserve_infer
+         classify_request npy)
+usage() {
+  echo "usage: scripts/fuzz.sh --list | TARGET [SECONDS] | --all SECONDS" >&2
+  exit 64
+}
+case ${1:-} in
+  --list) printf '%s\n' "${targets[@]}"; exit 0 ;;
+  --all) [ $# -eq 2 ] || usage; run=("${targets[@]}"); seconds=$2 ;;
+  ""|-*) usage ;;
+  *)
+    [[ " ${targets[*]} " == *" $1 "* ]] || { echo "unknown target $1 (--list)" >&2; exit 64; }
+    run=("$1"); seconds=${2:-60} ;;
+esac
+build=${BUILD_DIR:-build-asan}
+bash scripts/sanitized-build.sh "$build" "${run[@]/%/_fuzzer}" >/dev/null
+
+work=$build/fuzz
+if [ ! -d "$work/seeds" ]; then
+  rm -rf "$work/seeds.tmp"
+  bash tests/fuzz/make_seeds.sh "$work/seeds.tmp"
+  mv "$work/seeds.tmp" "$work/seeds"
+fi
+failed=0
+for target in "${run[@]}"; do
+  dir=$work/$target
+  mkdir -p "$dir/corpus" "$dir/crashes"
+  args=(-max_total_time="$seconds" -max_len=1048576 -timeout=20
+        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1
+        -artifact_prefix="$dir/crashes/")
+  [ -f "tests/fuzz/dicts/$target.dict" ] && args+=(-dict="tests/fuzz/dicts/$target.dict")
+  log=$dir/last-run.log
+  # ASan's leak check runs at exit; a leak fails the run like a crash.
+  if UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+     "$build/tests/fuzz/${target}_fuzzer" "${args[@]}" "$dir/corpus" \
+     "$work/seeds/$target" >"$log" 2>&1; then
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    echo "fuzz $target: ${runs:-?} runs in $seconds s, corpus $(ls "$dir/corpus" | wc -l) inputs, no finding"
+  else
+    failed=1
+    echo "fuzz $target: FINDING (log $log, inputs $dir/crashes/):"
+    grep -m1 -E "ERROR: |runtime error|SUMMARY" "$log" || tail -20 "$log"
+  fi
+done
+exit $failed

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what clipserve builds, tests and runs with. Idempotent.
-#   1. Debian 12 packages (apt; root or sudo): compilers, gRPC, Protobuf,
+#   1. Debian 12 packages (apt; root or sudo): compilers (GCC; clang 14 with
+#      its sanitizer and libFuzzer runtimes for scripts/sanitized-build.sh), gRPC, Protobuf,
 #      Abseil, prometheus-cpp, OpenCV/FFmpeg, GoogleTest, Python.
 #   2. The project's virtual environment .venv (PyPI, pinned and hash-checked
 #      in scripts/requirements/venv.txt): torch 2.11 (whose LibTorch the C++
@@ -16,6 +17,7 @@ log() { echo "install-deps: $*" >&2; }
 
 packages=(
   build-essential cmake ninja-build pkg-config git
+  clang libclang-rt-14-dev
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev libgrpc-dev protobuf-compiler-grpc
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev

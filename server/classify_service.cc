@@ -16,8 +16,6 @@ namespace clipserve::server {
 namespace {
 
 constexpr int kDefaultTopK = 5;
-// Crop used when the model takes any height or width.
-constexpr int64_t kDefaultCropSide = 224;
 
 int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -142,7 +140,7 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     if (absl::Status s = model_->Enqueue(this); !s.ok()) Fail(s);
   }
 
-  void OnCancel() override { MarkCancelled(); }
+  void OnCancel() override { OnCallCancelled(); }
   void OnDone() override { delete this; }
 
  private:
@@ -159,45 +157,6 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   int64_t decode_us_ = 0;
 };
 
-// How to sample and crop `request`'s video for `spec`, or INVALID_ARGUMENT.
-absl::Status VideoPlan(const v1::VideoSampling& s, const runtime::ModelSpec& spec,
-                       const std::string& model_name, video::Sampling* sampling,
-                       video::Geometry* geometry) {
-  if (spec.input.channels != 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", model_name, "' takes ", spec.input.channels,
-        "-channel clips; encoded video gives RGB frames"));
-  }
-  if (s.num_frames() < 0 || s.stride() < 0 || s.start_seconds() < 0) {
-    return absl::InvalidArgumentError(
-        "video.sampling: num_frames, stride and start_seconds must not be negative");
-  }
-  const int64_t model_frames = spec.input.frames;
-  sampling->num_frames = s.num_frames() > 0 ? s.num_frames() : model_frames;
-  if (sampling->num_frames <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model '", model_name,
-        "' takes clips of any length: set video.sampling.num_frames"));
-  }
-  if (model_frames > 0 && sampling->num_frames != model_frames) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "video.sampling.num_frames is ", sampling->num_frames, "; model '",
-        model_name, "' takes ", model_frames, " frames"));
-  }
-  if (sampling->num_frames > kMaxClipDim) {
-    return absl::InvalidArgumentError("video.sampling.num_frames is too large");
-  }
-  sampling->mode = s.mode() == v1::VideoSampling::STRIDE
-                       ? video::Sampling::Mode::kStride
-                       : video::Sampling::Mode::kUniform;
-  sampling->start_seconds = s.start_seconds();
-  sampling->stride = s.stride() > 0 ? s.stride() : 1;
-  sampling->approximate = s.approximate();
-  geometry->crop_height =
-      spec.input.height > 0 ? spec.input.height : kDefaultCropSide;
-  geometry->crop_width = spec.input.width > 0 ? spec.input.width : kDefaultCropSide;
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -239,7 +198,7 @@ grpc::ServerUnaryReactor* ClassifyService::Classify(
     case v1::ClassifyRequest::kVideo: {
       video::Sampling sampling;
       video::Geometry geometry;
-      absl::Status s = VideoPlan(request->video().sampling(), (*model)->spec(),
+      absl::Status s = PlanVideo(request->video().sampling(), (*model)->spec(),
                                  (*model)->name(), &sampling, &geometry);
       const std::string& uri = request->video().uri();
       if (s.ok() && !uri.empty()) {

@@ -10,6 +10,7 @@
 #include "batching/task.h"
 #include "clipserve/v1/video_classifier.pb.h"
 #include "runtime/backend.h"
+#include "video/decode.h"
 
 namespace clipserve::server {
 
@@ -38,6 +39,17 @@ absl::StatusOr<runtime::ClipView> ValidateClip(const v1::Tensor& tensor,
 
 // Clips with equal keys have the same dtype and shape and may share a batch.
 batching::BatchKey ClipBatchKey(const runtime::ClipView& clip);
+
+// Crop side of an encoded video's frames where the model leaves it free.
+inline constexpr int64_t kDefaultCropSide = 224;
+
+// How to sample and crop an encoded video (`s`, the request's sampling) for
+// a model of `spec`: fills `sampling` and `geometry`, or INVALID_ARGUMENT
+// naming the field and the model (not RGB, negative values, a frame count
+// the model does not take or none for a model of any length).
+absl::Status PlanVideo(const v1::VideoSampling& s, const runtime::ModelSpec& spec,
+                       const std::string& model_name, video::Sampling* sampling,
+                       video::Geometry* geometry);
 
 }  // namespace clipserve::server
 

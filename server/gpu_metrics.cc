@@ -12,13 +12,10 @@
 #include "prometheus/registry.h"
 #include "server/log.h"
 
-namespace clipserve::server {
-namespace {
-
 // The parts of NVML's C API we use, declared here so that nvml.h is not
-// needed at build time.
-using nvmlReturn_t = int;
-constexpr nvmlReturn_t NVML_SUCCESS = 0;
+// needed at build time. The types are global, as nvml.h declares them, so
+// that the function pointers below have the library functions' exact types
+// (UBSan's -fsanitize=function checks each call through them).
 struct nvmlDevice_st;
 using nvmlDevice_t = nvmlDevice_st*;
 struct nvmlMemory_t {
@@ -30,6 +27,12 @@ struct nvmlUtilization_t {
   unsigned int gpu;
   unsigned int memory;
 };
+
+namespace clipserve::server {
+namespace {
+
+using nvmlReturn_t = int;
+constexpr nvmlReturn_t NVML_SUCCESS = 0;
 constexpr unsigned int kUuidBufferSize = 96;  // NVML_DEVICE_UUID_V2_BUFFER_SIZE
 
 // The per-device readings, indices into Device::warned.

@@ -5,6 +5,7 @@
 #define CLIPSERVE_SERVER_INFERENCE_TASK_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 
 #include "absl/types/span.h"
@@ -31,8 +32,17 @@ class InferenceTask : public batching::Task {
   void set_deadline(batching::TimePoint deadline) { deadline_ = deadline; }
   // The batching level (ServedModel::PriorityLevel); lower is more urgent.
   void set_priority(uint32_t level) { priority_ = level; }
-  // Called by the protocol when its client cancels; thread-safe.
-  void MarkCancelled() { cancelled_.store(true, std::memory_order_relaxed); }
+  // Called by the protocol when gRPC cancels the call (OnCancel);
+  // thread-safe. gRPC also cancels a call when its deadline passes: a
+  // cancellation within kDeadlineSlack of the request's deadline is taken
+  // for that, and left to the deadline (DEADLINE_EXCEEDED, as the client
+  // sees it), not counted as the client's cancellation.
+  void OnCallCancelled() {
+    if (std::chrono::steady_clock::now() + kDeadlineSlack < deadline_) {
+      cancelled_.store(true, std::memory_order_relaxed);
+    }
+  }
+  static constexpr std::chrono::milliseconds kDeadlineSlack{5};
 
   int size() const override { return static_cast<int>(clip_.count); }
   batching::BatchKey key() const override { return key_; }

@@ -121,7 +121,7 @@ class UnaryInferCall final : public grpc::ServerUnaryReactor, public InferCall {
  public:
   using InferCall::InferCall;
 
-  void OnCancel() override { MarkCancelled(); }
+  void OnCancel() override { OnCallCancelled(); }
   void OnDone() override { delete this; }
 
  private:
@@ -132,10 +132,18 @@ class UnaryInferCall final : public grpc::ServerUnaryReactor, public InferCall {
 
 class StreamInferCall;
 
+// Answers a ModelStreamInfer stream holds for a client that does not read
+// them before it stops reading requests.
+constexpr size_t kMaxUnwrittenAnswers = 64;
+
 // ModelStreamInfer: reads requests as they come, queues each as its own
-// call, and writes the answers one at a time as they complete. It finishes
-// once the client has half-closed and every answer is written, and is
-// deleted when gRPC is done with it and no call still refers to it.
+// call, and writes the answers one at a time as they complete. While
+// kMaxUnwrittenAnswers answers wait to be written (a client that does not
+// read them), it reads no more requests: HTTP/2 flow control then holds the
+// client's writes back, and the server's memory for the stream stays
+// bounded. It finishes once the client has half-closed and every answer is
+// written, and is deleted when gRPC is done with it and no call still
+// refers to it.
 class InferStream final
     : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
@@ -169,6 +177,7 @@ class InferStream final
 
   void OnWriteDone(bool ok) override {
     const ModelStreamInferResponse* next = nullptr;
+    bool resume_reading = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       writes_.pop_front();
@@ -181,7 +190,12 @@ class InferStream final
       } else {
         next = writes_.front().get();
       }
+      if (reading_paused_ && writes_.size() < kMaxUnwrittenAnswers) {
+        reading_paused_ = false;
+        resume_reading = true;
+      }
     }
+    if (resume_reading) NextRead();
     if (next != nullptr) {
       StartWrite(next);
     } else {
@@ -229,6 +243,8 @@ class InferStream final
   std::atomic<bool> cancelled_{false};
   std::mutex mu_;
   std::deque<std::unique_ptr<ModelStreamInferResponse>> writes_;
+  // No read is outstanding because writes_ is full.
+  bool reading_paused_ = false;
   int refs_ = 1;      // gRPC's, until OnDone
   int pending_ = 0;   // requests read and not yet answered
   bool writing_ = false;
@@ -287,16 +303,20 @@ void InferStream::OnReadDone(bool ok) {
     MaybeFinish();
     return;
   }
+  bool pause;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++pending_;
     ++refs_;
+    pause = writes_.size() >= kMaxUnwrittenAnswers;
+    reading_paused_ = pause;
   }
   auto* call = new StreamInferCall(this, std::move(read_),
                                    service_->metrics()->unknown_model());
   // Read the next request before this one can complete (and perhaps finish
-  // nothing: pending_ is already counted).
-  NextRead();
+  // nothing: pending_ is already counted), unless the client is not reading
+  // its answers: then OnWriteDone reads on once they drain.
+  if (!pause) NextRead();
   if (absl::Status s =
           call->Start(*service_, call->request(), call->response(), call_deadline_);
       !s.ok()) {

@@ -84,6 +84,10 @@ Flags:
   --grpc-keepalive-permit-without-calls BOOL
                           Accept client pings, and send the server's own, on
                           connections with no call open (default true).
+  --grpc-max-concurrent-streams N
+                          Calls open at once on one connection; a client's
+                          further calls wait until one ends (default 1000;
+                          0: no limit).
   --metrics-port N        Port of the Prometheus endpoint, /metrics
                           (default 8002; 0 picks a free port).
   --allow-metrics BOOL    Serve metrics at all (default true).
@@ -129,6 +133,10 @@ Flags:
   --stream-source-timeout-seconds S
                           A pulled source with no data for S seconds is lost
                           and reconnected (default 5).
+  --model-hang-seconds S  A batch still running after S seconds (fractions
+                          allowed) makes its model unready and the server
+                          NOT_SERVING, for its orchestrator to restart it
+                          (default 300; 0: never).
   --drain-timeout-seconds S
                           On SIGTERM/SIGINT, how long open calls may take to
                           finish once every queued request is answered
@@ -155,6 +163,7 @@ struct Flags {
   std::string server_cert, server_key, client_ca;
   std::vector<double> latency_buckets =
       clipserve::server::DefaultDurationBuckets();
+  std::chrono::milliseconds model_hang_limit = std::chrono::seconds(300);
   int gpu_metrics_interval_ms = 1000;
   std::string nvml_library = "libnvidia-ml.so.1";
   size_t max_request_bytes = 0;
@@ -266,6 +275,8 @@ Flags ParseFlags(int argc, char** argv) {
     } else if (arg == "--grpc-keepalive-min-ping-interval") {
       f.connection.keepalive_min_ping_interval =
           std::chrono::seconds(ParseNumber<int>(arg, value, 0, 2000000));
+    } else if (arg == "--grpc-max-concurrent-streams") {
+      f.connection.max_concurrent_streams = ParseNumber<int>(arg, value, 0, 1000000);
     } else if (arg == "--grpc-keepalive-permit-without-calls") {
       if (value != "true" && value != "false") {
         UsageError("--grpc-keepalive-permit-without-calls must be true or false");
@@ -337,6 +348,15 @@ Flags ParseFlags(int argc, char** argv) {
         UsageError(std::string(s.message()));
       }
       f.streams.source_policy.allowed_prefixes.push_back(value);
+    } else if (arg == "--model-hang-seconds") {
+      double seconds = 0;
+      if (!absl::SimpleAtod(value, &seconds) || !(seconds == 0 || seconds >= 0.05) ||
+          seconds > 86400) {
+        UsageError(absl::StrCat("--model-hang-seconds must be 0 or seconds in "
+                                "0.05..86400, got \"", value, "\""));
+      }
+      f.model_hang_limit =
+          std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
     } else if (arg == "--drain-timeout-seconds") {
       f.drain_timeout_seconds = ParseNumber<int>(arg, value, 0, 86400);
     } else {
@@ -417,6 +437,7 @@ int main(int argc, char** argv) {
   options.video_uri_policy = flags.video_uri_policy;
   options.streams = flags.streams;
   options.connection = flags.connection;
+  options.model_hang_limit = flags.model_hang_limit;
   options.streams.limits = flags.video_limits;
   if (flags.use_ssl) {
     options.tls_cert_file = flags.server_cert;

@@ -204,6 +204,11 @@ Metrics::Metrics(std::vector<double> duration_buckets)
               .Help("Instances that stopped after a device error left their "
                     "device unusable.")
               .Register(*registry_)),
+      hangs_(prometheus::BuildCounter()
+                 .Name("clipserve_model_hangs_total")
+                 .Help("Batches that ran past --model-hang-seconds; the model "
+                       "is then no longer ready.")
+                 .Register(*registry_)),
       decode_duration_(prometheus::BuildHistogram()
                            .Name("clipserve_decode_duration_seconds")
                            .Help("Decoding, sampling and cropping an encoded "
@@ -303,6 +308,7 @@ ModelMetrics::ModelMetrics(Metrics* metrics, const prometheus::Labels& labels,
   upload_duration_ = &metrics->upload_duration_.Add(labels, buckets);
   download_duration_ = &metrics->download_duration_.Add(labels, buckets);
   device_failures_ = &metrics->device_failures_.Add(labels);
+  hangs_ = &metrics->hangs_.Add(labels);
   batch_size_ = &metrics->batch_size_.Add(labels, BatchBuckets(max_batch_size));
   batch_executions_ = &metrics->batch_executions_.Add(labels);
   inflight_ = &metrics->inflight_.Add(labels);

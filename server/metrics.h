@@ -50,6 +50,7 @@ class ModelMetrics {
   prometheus::Histogram& upload_duration() { return *upload_duration_; }
   prometheus::Histogram& download_duration() { return *download_duration_; }
   prometheus::Counter& device_failures() { return *device_failures_; }
+  prometheus::Counter& hangs() { return *hangs_; }
   prometheus::Histogram& batch_size() { return *batch_size_; }
   prometheus::Counter& batch_executions() { return *batch_executions_; }
   prometheus::Gauge& inflight() { return *inflight_; }
@@ -72,6 +73,7 @@ class ModelMetrics {
   prometheus::Histogram* upload_duration_ = nullptr;
   prometheus::Histogram* download_duration_ = nullptr;
   prometheus::Counter* device_failures_ = nullptr;
+  prometheus::Counter* hangs_ = nullptr;
   prometheus::Histogram* batch_size_ = nullptr;
   prometheus::Counter* batch_executions_ = nullptr;
   prometheus::Gauge* inflight_ = nullptr;
@@ -135,6 +137,7 @@ class Metrics {
   prometheus::Family<prometheus::Histogram>& upload_duration_;
   prometheus::Family<prometheus::Histogram>& download_duration_;
   prometheus::Family<prometheus::Counter>& device_failures_;
+  prometheus::Family<prometheus::Counter>& hangs_;
   prometheus::Family<prometheus::Histogram>& decode_duration_;
   prometheus::Family<prometheus::Histogram>& batch_size_;
   prometheus::Family<prometheus::Counter>& batch_executions_;

@@ -44,6 +44,8 @@ ServedModel::ServedModel(config::ModelConfig config, std::string version,
     }
     backends_.push_back(std::move(backend));
   }
+  lane_started_ns_.reset(new std::atomic<int64_t>[lanes_.size()]);
+  for (size_t i = 0; i < lanes_.size(); ++i) lane_started_ns_[i].store(0);
 }
 
 absl::StatusOr<uint32_t> ServedModel::PriorityLevel(uint64_t requested) const {
@@ -122,78 +124,132 @@ std::vector<std::string> ServedModel::devices() const {
 void ServedModel::CheckDevice(const runtime::Backend& backend) {
   const absl::Status health = backend.health();
   if (health.ok()) return;
+  if (!MarkUnhealthy(absl::Status(
+          health.code(), absl::StrCat("instance on ", backend.device(),
+                                      " stopped: ", health.message())))) {
+    return;
+  }
+  metrics_->device_failures().Increment();
+}
+
+bool ServedModel::CheckHung(std::chrono::steady_clock::time_point now,
+                            std::chrono::nanoseconds limit) {
+  const int64_t now_ns = static_cast<int64_t>(Nanos(now.time_since_epoch()));
+  for (size_t lane = 0; lane < lanes_.size(); ++lane) {
+    const int64_t started = lane_started_ns_[lane].load(std::memory_order_relaxed);
+    if (started == 0 || now_ns - started <= limit.count()) continue;
+    if (!MarkUnhealthy(absl::UnavailableError(absl::StrCat(
+            "instance on ", lanes_[lane].backend->device(),
+            " hung: a batch has run for ", (now_ns - started) / 1'000'000,
+            " ms, over the limit of ", limit.count() / 1'000'000,
+            " ms (--model-hang-seconds)")))) {
+      return false;
+    }
+    metrics_->hangs().Increment();
+    return true;
+  }
+  return false;
+}
+
+bool ServedModel::MarkUnhealthy(const absl::Status& why) {
   std::function<void(const absl::Status&)> handler;
   {
     std::lock_guard<std::mutex> lock(failure_mu_);
-    if (!healthy_.exchange(false)) return;  // Told already.
+    if (!healthy_.exchange(false)) return false;  // Told already.
     handler = on_device_failure_;
   }
   metrics_->ready().Set(0);
-  metrics_->device_failures().Increment();
-  LogError(absl::StrCat("model '", name(), "' version ", version_,
-                        ": instance on ", backend.device(),
-                        " stopped: ", health.message(),
-                        "; the model is no longer ready"));
-  if (handler) handler(health);
+  LogError(absl::StrCat("model '", name(), "' version ", version_, ": ",
+                        why.message(), "; the model is no longer ready"));
+  if (handler) handler(why);
+  return true;
 }
 
 void ServedModel::RunBatch(int lane, batching::Batch batch) {
+  for (const batching::Batch::Entry& e : batch.entries) {
+    static_cast<InferenceTask*>(e.task)->Batched();
+  }
+  const absl::Span<const batching::Batch::Entry> entries(batch.entries);
+  const bool alone = entries.size() == 1;
+  const absl::Status status =
+      Execute(lane, entries, batch.size, batch.formed_time, /*fail=*/alone);
+  if (status.ok() || alone) return;
+  // The model failed on a batch of several requests. One of them may be the
+  // cause (an input the model raises on): each runs again alone, so that
+  // only those that fail alone get the error. Not after a device failure:
+  // the instance is no longer used.
+  for (size_t i = 0; i < entries.size(); ++i) {
+    if (!healthy()) {
+      static_cast<InferenceTask*>(entries[i].task)->Fail(status);
+      continue;
+    }
+    // Answered either way (fail = true).
+    (void)Execute(lane, entries.subspan(i, 1), entries[i].task->size(),
+                  batch.formed_time, /*fail=*/true);
+  }
+}
+
+absl::Status ServedModel::Execute(int lane,
+                                  absl::Span<const batching::Batch::Entry> entries,
+                                  int size, batching::TimePoint formed_time,
+                                  bool fail) {
   LaneState& state = lanes_[lane];
   state.views.clear();
-  for (const batching::Batch::Entry& e : batch.entries) {
-    auto* task = static_cast<InferenceTask*>(e.task);
-    task->Batched();
-    state.views.push_back(task->clip());
+  for (const batching::Batch::Entry& e : entries) {
+    state.views.push_back(static_cast<InferenceTask*>(e.task)->clip());
   }
   runtime::RunTimings timings;
   const auto start = std::chrono::steady_clock::now();
+  lane_started_ns_[lane].store(static_cast<int64_t>(Nanos(start.time_since_epoch())),
+                               std::memory_order_relaxed);
   const absl::Status status =
       state.backend->Run(state.views, &state.logits, &timings);
+  lane_started_ns_[lane].store(0, std::memory_order_relaxed);
   const auto done = std::chrono::steady_clock::now();
   if (!status.ok()) CheckDevice(*state.backend);
 
   ExecutionStats stats;
-  stats.batch_size = batch.size;
+  stats.batch_size = size;
   stats.compute_us = timings.compute_us;
-  metrics_->batch_size().Observe(batch.size);
+  metrics_->batch_size().Observe(size);
   metrics_->batch_executions().Increment();
-  if (status.ok() && timings.device_copies) {
+  if (!status.ok()) {
+    if (fail) {
+      for (const batching::Batch::Entry& e : entries) {
+        static_cast<InferenceTask*>(e.task)->Fail(status);
+      }
+    }
+    return status;
+  }
+  if (timings.device_copies) {
     metrics_->upload_duration().Observe(timings.upload_us * 1e-6);
     metrics_->download_duration().Observe(timings.download_us * 1e-6);
   }
-  const uint64_t requests = batch.entries.size();
-  if (status.ok()) {
-    // Before any answer: a client holding its answer finds it counted.
-    uint64_t queue_ns = 0;
-    for (const batching::Batch::Entry& e : batch.entries) {
-      queue_ns += Nanos(batch.formed_time - e.enqueue_time);
-    }
-    const auto epoch_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::system_clock::now().time_since_epoch());
-    statistics_.RecordExecution(batch.size, requests, queue_ns,
-                                Nanos(start - batch.formed_time),
-                                Nanos(done - start),
-                                static_cast<uint64_t>(epoch_ms.count()));
+  const uint64_t requests = entries.size();
+  // Before any answer: a client holding its answer finds it counted.
+  uint64_t queue_ns = 0;
+  for (const batching::Batch::Entry& e : entries) {
+    queue_ns += Nanos(formed_time - e.enqueue_time);
   }
+  const auto epoch_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::system_clock::now().time_since_epoch());
+  statistics_.RecordExecution(size, requests, queue_ns,
+                              Nanos(start - formed_time), Nanos(done - start),
+                              static_cast<uint64_t>(epoch_ms.count()));
   const int64_t classes = spec_.num_classes;
   size_t row = 0;
-  for (const batching::Batch::Entry& e : batch.entries) {
+  for (const batching::Batch::Entry& e : entries) {
     auto* task = static_cast<InferenceTask*>(e.task);
     const int64_t count = task->clip().count;
-    if (!status.ok()) {
-      task->Fail(status);
-      continue;
-    }
-    stats.queue_us = Micros(batch.formed_time - e.enqueue_time);
+    stats.queue_us = Micros(formed_time - e.enqueue_time);
     task->Complete(absl::MakeConstSpan(state.logits.data() + row * classes,
                                        count * classes),
                    classes, stats);
     row += count;
   }
-  if (status.ok()) {
-    statistics_.AddComputeOutputTime(
-        batch.size, requests, Nanos(std::chrono::steady_clock::now() - done));
-  }
+  statistics_.AddComputeOutputTime(
+      size, requests, Nanos(std::chrono::steady_clock::now() - done));
+  return status;
 }
 
 }  // namespace clipserve::server

@@ -10,6 +10,7 @@
 #define CLIPSERVE_SERVER_SERVED_MODEL_H_
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "batching/batch_scheduler.h"
 #include "clipserve/config.pb.h"
 #include "runtime/backend.h"
@@ -76,6 +78,17 @@ class ServedModel {
     std::lock_guard<std::mutex> lock(failure_mu_);
     on_device_failure_ = std::move(handler);
   }
+  // The hang watchdog (server/hang_watchdog.h) calls this about once a
+  // second. A batch that has run on one of the model's instances for longer
+  // than `limit` (at `now`) makes the model unhealthy exactly as an unusable
+  // device does: not ready, clipserve_model_hangs_total counted, the log
+  // names the instance, and the handler above is told (the server's health
+  // turns NOT_SERVING, so that an orchestrator restarts it: a thread stuck
+  // inside LibTorch cannot be stopped in-process). The stuck batch's requests
+  // are answered if it ever ends; the other instances keep serving the
+  // queue. Returns whether this call found the model newly hung.
+  bool CheckHung(std::chrono::steady_clock::time_point now,
+                 std::chrono::nanoseconds limit);
   // Where each instance runs, e.g. "cpu" or "cuda:0".
   std::vector<std::string> devices() const;
   // The deadline of a request whose client asked for `requested`
@@ -122,9 +135,17 @@ class ServedModel {
               std::vector<std::unique_ptr<runtime::Backend>> instances,
               Metrics* registry, ModelMetrics* metrics);
   void RunBatch(int lane, batching::Batch batch);
+  // Runs `entries` (`size` slots) on the lane's instance and answers them.
+  // On failure, answers them with the error only when `fail`. Returns the
+  // run's status.
+  absl::Status Execute(int lane, absl::Span<const batching::Batch::Entry> entries,
+                       int size, batching::TimePoint formed_time, bool fail);
   // After a failed batch on `backend`: if its device is now unusable, marks
   // the model unhealthy and not ready, logs why, and tells the handler.
   void CheckDevice(const runtime::Backend& backend);
+  // The first time only: healthy_ = false, ready = 0, logs `why` and tells
+  // the handler. Returns whether this call was the first.
+  bool MarkUnhealthy(const absl::Status& why);
 
   const config::ModelConfig config_;
   const std::string version_;
@@ -136,6 +157,8 @@ class ServedModel {
   InferenceStatistics statistics_;
   std::vector<std::unique_ptr<runtime::Backend>> backends_;
   std::vector<LaneState> lanes_;
+  // Per lane: when its running batch started (steady clock, ns), 0 if idle.
+  std::unique_ptr<std::atomic<int64_t>[]> lane_started_ns_;
   std::atomic<bool> healthy_{true};
   std::atomic<bool> retired_{false};
   std::mutex failure_mu_;

@@ -94,6 +94,10 @@ void SetConnectionArgs(const ServerOptions::ConnectionOptions& c,
       ms(c.keepalive_min_ping_interval));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS,
                              c.keepalive_permit_without_calls ? 1 : 0);
+  if (c.max_concurrent_streams > 0) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                               c.max_concurrent_streams);
+  }
 }
 
 }  // namespace
@@ -180,6 +184,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
         health->SetServingStatus(name, false);
         health->SetServingStatus("", false);
       });
+  server->watchdog_ = std::make_unique<HangWatchdog>(
+      [repository = server->models_.get()] { return repository->models(); },
+      options.model_hang_limit);
   return server;
 }
 

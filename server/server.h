@@ -14,6 +14,7 @@
 #include "server/decode_pool.h"
 #include "server/kserve_service.h"
 #include "server/lifecycle/admin_auth.h"
+#include "server/lifecycle/hang_watchdog.h"
 #include "server/lifecycle/model_repository.h"
 #include "server/streams/stream_service.h"
 #include "video/decode.h"
@@ -80,7 +81,14 @@ struct ServerOptions {
     // there are accepted at the interval above (false: at most one per two
     // hours), and the server's own keepalive pings go out there too.
     bool keepalive_permit_without_calls = true;
+    // Calls open at once on one connection (HTTP/2
+    // SETTINGS_MAX_CONCURRENT_STREAMS); a client's further calls wait on
+    // its side until one ends. 0: gRPC's default (no limit).
+    int max_concurrent_streams = 1000;
   } connection;
+  // A batch running longer than this makes its model unhealthy and the
+  // server NOT_SERVING (server/lifecycle/hang_watchdog.h). 0: not watched.
+  std::chrono::milliseconds model_hang_limit = std::chrono::seconds(300);
 };
 
 class Server {
@@ -120,6 +128,8 @@ class Server {
   std::unique_ptr<KServeService> kserve_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<prometheus::Exposer> exposer_;
+  // Declared after models_: stops before they go.
+  std::unique_ptr<HangWatchdog> watchdog_;
   int port_ = 0;
   int metrics_port_ = 0;
   size_t max_request_bytes_ = 0;

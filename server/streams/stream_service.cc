@@ -29,8 +29,6 @@ using v1::StreamRequest;
 using v1::StreamResponse;
 
 constexpr int kDefaultTopK = 5;
-// Crop used when the model takes any height or width.
-constexpr int64_t kDefaultCropSide = 224;
 // Pushed raw frames without timestamps are numbered this far apart (25 fps).
 constexpr int64_t kRawFrameStepUs = 40000;
 // Bounds on what a StreamOpen may ask for.
@@ -103,7 +101,7 @@ class StreamCall final
 
   // Refused at once (no worker).
   void Refuse(const absl::Status& status) {
-    service_->metrics_.CountEnded(status.code());
+    ended_code_ = status.code();
     Finish(ToGrpcStatus(status));
   }
 
@@ -174,7 +172,14 @@ class StreamCall final
     wake_.notify_all();
   }
 
-  void OnDone() override { Unref(); }
+  // Counts the stream's end here, where gRPC has already told OnCancel if
+  // the client cancelled: a cancelled stream whose read failed first (gRPC
+  // does not order the two) counts as CANCELLED, not as a half-close (OK).
+  void OnDone() override {
+    service_->metrics_.CountEnded(client_gone() ? absl::StatusCode::kCancelled
+                                                : ended_code_);
+    Unref();
+  }
 
   // Sink: frames decoded (worker, or the container decoder's thread while
   // the worker waits in Push()).
@@ -363,6 +368,8 @@ class StreamCall final
   int64_t input_arrival_ns_ = 0;
   std::atomic<bool> stop_{false};  // also read by a LiveSource
   absl::Status stop_status_;       // why stopped (OK: input ended)
+  // The code the stream ends with; set before Finish(), counted in OnDone.
+  absl::StatusCode ended_code_ = absl::StatusCode::kOk;
   // Output.
   std::deque<std::unique_ptr<StreamResponse>> writes_;
   std::vector<std::unique_ptr<StreamResponse>> spare_;
@@ -411,7 +418,7 @@ void StreamCall::Work() {
   }
   decoder_.reset();
   if (opened_) metrics_->active->Decrement();
-  service_->metrics_.CountEnded(status.code());
+  ended_code_ = status.code();
   Finish(ToGrpcStatus(status));
   service_->Unregister(this);
   Unref();

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Seed inputs for the video fuzz targets, made with the ffmpeg CLI: small
+# Seed inputs for every fuzz target (scripts/fuzz.sh --list), in
+# OUT_DIR/TARGET/. The video ones are made here with the ffmpeg CLI: small
 # videos in the containers and stream formats the entry points take, each
-# behind the byte that picks the target's mode.
+# behind the byte that picks the target's mode. make_seeds.py makes the
+# others (configs, checkpoints, .npy, requests); it runs with $PYTHON
+# (default: the project's venv, which has torch and numpy).
 #   bash tests/fuzz/make_seeds.sh OUT_DIR
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 out=$1
+python=${PYTHON:-$here/../../.venv/bin/python}
+"$python" "$here/make_seeds.py" "$out" "$here/../../proto"
 mkdir -p "$out/decode_clip" "$out/stream_decoder"
 src=(-f lavfi -i testsrc2=size=96x64:rate=10 -t 2)
 enc() { ffmpeg -nostdin -loglevel error -y "${src[@]}" "$@"; }

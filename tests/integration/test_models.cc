@@ -120,6 +120,19 @@ def forward(self, x):
 )";
 }
 
+std::string HangingForward(int iterations) {
+  return absl::StrCat(R"(
+def forward(self, x):
+    head = x.mean(dim=[2, 3, 4]).matmul(self.w)
+    if bool(x.max() > 0.99):
+        big = torch.ones([16, 256, 256])
+        for i in range()", iterations, R"():
+            big = torch.tanh(big)
+        head = head + big.mean() * 0
+    return head
+)");
+}
+
 std::vector<float> DirectModelLogits(const std::string& model_path,
                                      const std::string& frames, int t, int h,
                                      int w) {

@@ -54,6 +54,11 @@ std::string SlowForward(int iterations);
 // 0.99 (a uint8 255), else a linear head.
 std::string FailingForward();
 
+// forward: when any input value is above 0.99 (a uint8 255), first
+// `iterations` rounds of tanh over a 1M-element tensor (about a millisecond
+// each here: a batch that "hangs" for seconds), else a linear head at once.
+std::string HangingForward(int iterations);
+
 // The logits of the TorchScript model at `model_path` run directly with
 // LibTorch (no server) on one clip of uint8 RGB frames [t, h, w, 3] in
 // `frames`, normalised as the server does (x / 127.5 - 1). Kept here so

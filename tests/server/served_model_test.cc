@@ -16,6 +16,7 @@
 
 #include "clipserve/config.pb.h"
 #include "server/metrics.h"
+#include "server/lifecycle/hang_watchdog.h"
 #include "server/model_config.h"
 
 namespace clipserve::server {
@@ -57,6 +58,9 @@ class FakeBackend : public runtime::Backend {
     ++inside_;
     max_inside_ = std::max(max_inside_, inside_);
     changed_.notify_all();
+    if (hold_) {
+      changed_.wait_for(lock, std::chrono::seconds(30), [this] { return !hold_; });
+    }
     if (wait_for_all_lanes_) {
       changed_.wait_for(lock, std::chrono::seconds(10),
                         [this] { return max_inside_ >= lanes_; });
@@ -77,6 +81,20 @@ class FakeBackend : public runtime::Backend {
     std::lock_guard<std::mutex> lock(mu_);
     wait_for_all_lanes_ = true;
   }
+  // Runs wait inside Run() until Release() (a batch that hangs).
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = true;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = false;
+    changed_.notify_all();
+  }
+  void WaitUntilInside() {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait_for(lock, std::chrono::seconds(30), [this] { return inside_ > 0; });
+  }
   void PoisonNext() {
     std::lock_guard<std::mutex> lock(mu_);
     poison_next_ = true;
@@ -92,7 +110,7 @@ class FakeBackend : public runtime::Backend {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   int inside_ = 0, max_inside_ = 0;
-  bool wait_for_all_lanes_ = false, poison_next_ = false;
+  bool wait_for_all_lanes_ = false, poison_next_ = false, hold_ = false;
   absl::Status health_;
 };
 
@@ -200,6 +218,93 @@ TEST(ServedModelTest, AnUnusableDeviceMakesTheModelUnhealthyAndTellsTheServerOnc
   ASSERT_EQ(told.size(), 1u);
   EXPECT_EQ(told[0].code(), absl::StatusCode::kUnavailable);
   EXPECT_NE(told[0].message().find("cuda:7 is unusable"), std::string::npos);
+}
+
+// The watchdog's check, with the time given: a batch is hung only once it
+// has run longer than the limit, the model is then unhealthy and not ready,
+// the hang is counted and the server told once; the batch's request is
+// still answered when its run ends.
+TEST(ServedModelTest, ABatchRunningPastTheLimitMakesTheModelUnhealthyOnce) {
+  Metrics metrics;
+  auto backend = std::make_unique<FakeBackend>(1);
+  FakeBackend* fake = backend.get();
+  std::unique_ptr<ServedModel> model = Serve(std::move(backend), &metrics);
+  std::vector<absl::Status> told;
+  model->SetDeviceFailureHandler([&told](const absl::Status& s) { told.push_back(s); });
+  model->GoLive();
+  const auto limit = std::chrono::seconds(5);
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_FALSE(model->CheckHung(now + std::chrono::hours(1), limit)) << "idle";
+
+  fake->Hold();
+  const std::vector<uint8_t> clip(12, 0);
+  Task task(clip);
+  auto result = task.result();
+  ASSERT_TRUE(model->Enqueue(&task).ok());
+  fake->WaitUntilInside();
+  const auto inside = std::chrono::steady_clock::now();
+  EXPECT_FALSE(model->CheckHung(inside + std::chrono::seconds(4), limit));
+  EXPECT_TRUE(model->healthy());
+  EXPECT_TRUE(told.empty());
+
+  EXPECT_TRUE(model->CheckHung(inside + std::chrono::seconds(6), limit));
+  EXPECT_FALSE(model->healthy());
+  EXPECT_EQ(model->metrics().ready().Value(), 0);
+  EXPECT_EQ(model->metrics().hangs().Value(), 1);
+  EXPECT_EQ(model->metrics().device_failures().Value(), 0);
+  ASSERT_EQ(told.size(), 1u);
+  EXPECT_EQ(told[0].code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(told[0].message().find("instance on cuda:7 hung: a batch has run for"),
+            std::string::npos)
+      << told[0].message();
+  EXPECT_FALSE(model->CheckHung(inside + std::chrono::seconds(60), limit)) << "once";
+  EXPECT_EQ(model->metrics().hangs().Value(), 1);
+
+  fake->Release();
+  const Task::Result r = result.get();
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(r.logits, kClasses);
+}
+
+// The watchdog's own thread finds a batch that runs past its limit (here
+// 50 ms) and tells the server once; a watchdog with limit 0 starts no
+// thread and finds nothing.
+TEST(HangWatchdogTest, ItsThreadFindsAHungBatchAndTellsOnce) {
+  Metrics metrics;
+  auto backend = std::make_unique<FakeBackend>(1);
+  FakeBackend* fake = backend.get();
+  std::shared_ptr<ServedModel> model = Serve(std::move(backend), &metrics);
+  std::mutex mu;
+  std::condition_variable changed;
+  int told = 0;
+  model->SetDeviceFailureHandler([&](const absl::Status&) {
+    std::lock_guard<std::mutex> lock(mu);
+    ++told;
+    changed.notify_all();
+  });
+  model->GoLive();
+  fake->Hold();
+  const std::vector<uint8_t> clip(12, 0);
+  Task task(clip);
+  auto result = task.result();
+  ASSERT_TRUE(model->Enqueue(&task).ok());
+  fake->WaitUntilInside();
+  {
+    HangWatchdog off([model] { return std::vector<std::shared_ptr<ServedModel>>{model}; },
+                     std::chrono::milliseconds(0));
+    HangWatchdog watchdog(
+        [model] { return std::vector<std::shared_ptr<ServedModel>>{model}; },
+        std::chrono::milliseconds(50));
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(30), [&] { return told > 0; }));
+    // Several more periods (12.5 ms each): still told only once.
+    changed.wait_for(lock, std::chrono::milliseconds(200), [&] { return told > 1; });
+    EXPECT_EQ(told, 1);
+  }
+  EXPECT_FALSE(model->healthy());
+  EXPECT_EQ(model->metrics().hangs().Value(), 1);
+  fake->Release();
+  EXPECT_TRUE(result.get().status.ok());
 }
 
 }  // namespace
