@@ -17,6 +17,7 @@
 #include "absl/strings/strip.h"
 #include "runtime/safetensors.h"
 #include "runtime/torch_backend.h"
+#include "runtime/zip_check.h"
 
 namespace clipserve::runtime {
 namespace {
@@ -126,6 +127,12 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadPthStateDict(
         "another file type); re-save it with PyTorch >= 1.6 as "
         "torch.save(dict(model.state_dict()), path), or convert it with "
         "tools/convert_checkpoint.py"));
+  }
+  // LibTorch's zip reader trusts offsets a damaged archive gives.
+  if (absl::Status zip = CheckZipStructure(
+          absl::string_view(bytes.data(), bytes.size()));
+      !zip.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, zip.message()));
   }
   // LibTorch's unpickler cannot build a collections.OrderedDict: 1.13
   // fails on its SETITEM opcodes, later versions return None.

@@ -13,7 +13,7 @@
 # tests/fuzz/make_seeds.sh, its dictionary (tests/fuzz/dicts/TARGET.dict)
 # where there is one, and its corpus so far (BUILD_DIR/fuzz/TARGET/corpus,
 # kept between runs). Any crash, leak, timeout (20 s), memory blow-up
-# (2 GiB) or sanitizer report stops the run: the input is saved as
+# (4 GiB of RSS, or one allocation of 2 GiB) or sanitizer report stops the run: the input is saved as
 # BUILD_DIR/fuzz/TARGET/crashes/crash-*; copy it to
 # tests/fuzz/regressions/TARGET-<what> so that ctest replays it from then on.
 # Exits non-zero on any finding. Prints one line per target:
@@ -48,13 +48,15 @@ for target in "${run[@]}"; do
   dir=$work/$target
   mkdir -p "$dir/corpus" "$dir/crashes"
   args=(-max_total_time="$seconds" -max_len=1048576 -timeout=20
-        -rss_limit_mb=2048 -malloc_limit_mb=2048 -print_final_stats=1
+        -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1
         -artifact_prefix="$dir/crashes/")
   [ -f "tests/fuzz/dicts/$target.dict" ] && args+=(-dict="tests/fuzz/dicts/$target.dict")
   log=$dir/last-run.log
-  # ASan's leak check runs at exit; a leak fails the run like a crash.
-  if UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+  # ASan's leak check runs after each input; a leak fails the run like a
+  # crash. The suppressions are the suite's (third-party defects only).
+  if UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$PWD/tests/sanitizers/ubsan.supp \
+     LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp:print_suppressions=0 \
+     ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:quarantine_size_mb=256 \
      "$build/tests/fuzz/${target}_fuzzer" "${args[@]}" "$dir/corpus" \
      "$work/seeds/$target" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")

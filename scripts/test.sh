@@ -6,7 +6,7 @@
 #      and runs the whole suite there with ctest: unit and integration tests,
 #      the real server included, where any sanitizer report fails the test
 #      (tests/sanitizers/: the few suppressions, all for third-party code);
-#   3. fuzzes each parser for FUZZ_SECONDS (default 40) with libFuzzer
+#   3. fuzzes each parser for FUZZ_SECONDS (default 30) with libFuzzer
 #      (scripts/fuzz.sh --all); any finding fails;
 #   4. builds the batcher and the server's concurrency tests under
 #      ThreadSanitizer (build-tsan/) and runs them there.
@@ -29,7 +29,7 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsa
 ctest --test-dir build-asan --output-on-failure -j "$(nproc)" --timeout 900
 
 phase "fuzzing"
-bash scripts/fuzz.sh --all "${FUZZ_SECONDS:-40}"
+bash scripts/fuzz.sh --all "${FUZZ_SECONDS:-30}"
 
 phase "ThreadSanitizer"
 # The batcher and the server's core (CLIPSERVE_SERVER_CORE: ServedModel,

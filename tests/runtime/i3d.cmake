@@ -8,6 +8,7 @@ target_link_libraries(i3d_test
 # project's venv with the same torch 2.11 (cmake/FindLibTorch.cmake).
 target_compile_definitions(i3d_test PRIVATE
   CLIPSERVE_TORCH_PYTHON="${CLIPSERVE_PYTHON}"
-  CLIPSERVE_I3D_MAKE_PTH="${CMAKE_CURRENT_SOURCE_DIR}/i3d_make_pth.py")
+  CLIPSERVE_I3D_MAKE_PTH="${CMAKE_CURRENT_SOURCE_DIR}/i3d_make_pth.py"
+  CLIPSERVE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 clipserve_target_defaults(i3d_test)
 gtest_discover_tests(i3d_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)

@@ -34,6 +34,7 @@
 #include "runtime/clip.h"
 #include "runtime/i3d.h"
 #include "runtime/i3d_backend.h"
+#include "runtime/zip_check.h"
 #include "runtime/safetensors.h"
 
 namespace clipserve::runtime {
@@ -821,6 +822,69 @@ TEST(PthTest, I3dCheckpointWithModulePrefixAndNumBatchesTracked) {
   const absl::Status s = LoadI3dCheckpoint(b, dir + "/model.pth");
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_TRUE(SameStateDicts(I3dStateDict(a), I3dStateDict(b)));
+}
+
+// A damaged archive is refused before LibTorch's zip reader, which crashes
+// on some (an out-of-bounds read that the pth fuzz target found; its input
+// is tests/fuzz/regressions/pth-central-dir-out-of-bounds): every offset
+// and size that locates the central directory, the entries and their data
+// is checked. A real torch.save archive passes (every .pth test above).
+TEST(PthTest, DamagedArchivesAreRefusedBeforeLibTorchReadsThem) {
+  const std::string dir = TempDir("pthzip");
+  ASSERT_TRUE(WriteSafetensors(dir + "/in.safetensors",
+                               {{"x", at::ones({2})}, {"y", at::zeros({3})}})
+                  .ok());
+  MakePth(dir + "/in.safetensors", dir + "/good.pth");
+  std::ifstream in(dir + "/good.pth", std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(in)),
+                         std::istreambuf_iterator<char>());
+  ASSERT_TRUE(CheckZipStructure(good).ok()) << CheckZipStructure(good);
+  // The (zip64) end records at the end: the classic one is the last 22 bytes.
+  const size_t eocd = good.size() - 22;
+  ASSERT_EQ(good.substr(eocd, 4), std::string("PK\x05\x06"));
+  const auto put32 = [](std::string* s, size_t at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) (*s)[at + i] = static_cast<char>(v >> (8 * i));
+  };
+  const size_t central = good.find("PK\x01\x02");
+  ASSERT_NE(central, std::string::npos);
+  struct Case {
+    const char* what;
+    std::string bytes;
+    const char* message;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"cut short", good.substr(0, good.size() - 1),
+                   "no end of central directory record"});
+  cases.push_back({"cut in the middle", good.substr(0, good.size() / 2),
+                   "no end of central directory record"});
+  std::string local = good;
+  put32(&local, central + 42, 0x7fffffff);  // entry 0's local header offset
+  cases.push_back({"an entry's local header far away", local,
+                   "entry 0's local header is not where it says"});
+  std::string sized = good;
+  put32(&sized, central + 20, 0x7ffffff0);  // entry 0's compressed size
+  put32(&sized, central + 24, 0x7ffffff0);
+  cases.push_back({"an entry's data past the end", sized,
+                   "entry 0's data runs into the central directory"});
+  std::string fuzzed;
+  {
+    std::ifstream f(std::string(CLIPSERVE_SOURCE_DIR) +
+                        "/tests/fuzz/regressions/pth-central-dir-out-of-bounds",
+                    std::ios::binary);
+    fuzzed.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+  }
+  ASSERT_FALSE(fuzzed.empty());
+  cases.push_back({"the fuzzer's input", fuzzed, "damaged zip archive"});
+  for (const Case& c : cases) {
+    const std::string path = dir + "/damaged.pth";
+    std::ofstream(path, std::ios::binary) << c.bytes;
+    auto read = ReadPthStateDict(path);
+    ASSERT_FALSE(read.ok()) << c.what;
+    EXPECT_EQ(read.status().code(), absl::StatusCode::kInvalidArgument) << c.what;
+    EXPECT_NE(read.status().message().find(c.message), std::string::npos)
+        << c.what << ": " << read.status().message();
+    EXPECT_NE(read.status().message().find("checkpoint " + path), std::string::npos);
+  }
 }
 
 // Two entries at least: LibTorch 1.13's unpickler cannot read a one-entry
