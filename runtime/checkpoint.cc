@@ -128,8 +128,8 @@ absl::StatusOr<std::map<std::string, at::Tensor>> ReadPthStateDict(
         "torch.save(dict(model.state_dict()), path), or convert it with "
         "tools/convert_checkpoint.py"));
   }
-  // LibTorch's zip reader trusts offsets a damaged archive gives.
-  if (absl::Status zip = CheckZipStructure(
+  // LibTorch trusts offsets and lengths a damaged archive gives.
+  if (absl::Status zip = CheckTorchSaveArchive(
           absl::string_view(bytes.data(), bytes.size()));
       !zip.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(prefix, zip.message()));

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace clipserve::runtime {
@@ -32,9 +33,23 @@ absl::Status Bad(uint64_t at, absl::string_view what) {
 // Whether [at, at + n) lies within [0, end), without overflow.
 bool Within(uint64_t at, uint64_t n, uint64_t end) { return at <= end && n <= end - at; }
 
+// CheckZipStructure, and where the data of the stored entry whose name
+// ends with `suffix` lies (empty when there is none).
+absl::Status CheckZip(absl::string_view z, absl::string_view suffix,
+                      absl::string_view* found);
+
 }  // namespace
 
 absl::Status CheckZipStructure(absl::string_view z) {
+  absl::string_view unused;
+  return CheckZip(z, "", &unused);
+}
+
+namespace {
+
+absl::Status CheckZip(absl::string_view z, absl::string_view suffix,
+                      absl::string_view* found) {
+  *found = absl::string_view();
   const uint64_t size = z.size();
   if (size < kEocdSize) return Bad(0, "too short for an end of central directory");
   // The end record: the last one whose comment runs exactly to the end.
@@ -135,9 +150,97 @@ absl::Status CheckZipStructure(absl::string_view z) {
     if (!Within(data, compressed, cd_offset)) {
       return Bad(local, absl::StrCat("entry ", i, "'s data runs into the central directory"));
     }
+    const absl::string_view name = z.substr(at + kCentralSize, name_len);
+    if (!suffix.empty() && method == 0 && absl::EndsWith(name, suffix)) {
+      *found = z.substr(data, compressed);
+    }
     at += entry_len;
   }
   return absl::OkStatus();
+}
+
+// The pickle opcodes (protocols 0-5) that take no argument.
+bool ArgumentFree(unsigned char op) {
+  static constexpr absl::string_view kOps =
+      "()NtlduaebsRoQ01]}2\x85\x86\x87\x88\x89\x81\x8f\x90\x91\x92\x93\x94\x97\x98";
+  return kOps.find(static_cast<char>(op)) != absl::string_view::npos;
+}
+
+absl::Status BadPickle(uint64_t at, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("damaged pickle (data.pkl): ", what, " (at byte ", at, ")"));
+}
+
+// Walks the opcodes of pickle protocols 0-5 as far as it knows them.
+absl::Status CheckPickleLengths(absl::string_view p) {
+  const uint64_t size = p.size();
+  uint64_t at = 0;
+  while (at < size) {
+    const unsigned char op = static_cast<unsigned char>(p[at]);
+    const uint64_t arg = at + 1;
+    uint64_t length_bytes = 0;  // a length prefix of this many bytes, then data
+    uint64_t fixed = 0;         // or a fixed-size argument
+    int lines = 0;              // or newline-terminated arguments
+    switch (op) {
+      case '.':  // STOP
+        return absl::OkStatus();
+      case 'K': case 'q': case 'h': case 0x80: case 0x82:  // 1-byte args
+        fixed = 1; break;
+      case 'M': case 0x83:
+        fixed = 2; break;
+      case 'J': case 'r': case 'j': case 0x84:
+        fixed = 4; break;
+      case 'G': case 0x95:  // BINFLOAT, FRAME
+        fixed = 8; break;
+      case 'U': case 'C': case 0x8c: case 0x8a:  // 1-byte length prefix
+        length_bytes = 1; break;
+      case 'T': case 'X': case 'B': case 0x8b:   // 4-byte length prefix
+        length_bytes = 4; break;
+      case 0x8d: case 0x8e: case 0x96:           // 8-byte length prefix
+        length_bytes = 8; break;
+      case 'c': case 'i':
+        lines = 2; break;
+      case 'I': case 'L': case 'F': case 'S': case 'V': case 'P': case 'g': case 'p':
+        lines = 1; break;
+      default:
+        // Argument-free opcodes go on; an unknown one ends the walk (LibTorch
+        // refuses it).
+        if (!ArgumentFree(op)) return absl::OkStatus();
+        break;
+    }
+    if (length_bytes > 0) {
+      if (!Within(arg, length_bytes, size)) return BadPickle(at, "truncated length");
+      const uint64_t n = Le(p, arg, static_cast<int>(length_bytes));
+      if (!Within(arg + length_bytes, n, size)) {
+        return BadPickle(at, absl::StrCat("an argument of ", n, " bytes with ",
+                                          size - arg - length_bytes, " left"));
+      }
+      at = arg + length_bytes + n;
+    } else if (fixed > 0) {
+      if (!Within(arg, fixed, size)) return BadPickle(at, "truncated argument");
+      at = arg + fixed;
+    } else if (lines > 0) {
+      uint64_t end = arg;
+      for (int l = 0; l < lines; ++l) {
+        const size_t nl = p.find('\n', end);
+        if (nl == absl::string_view::npos) return BadPickle(at, "unterminated argument");
+        end = nl + 1;
+      }
+      at = end;
+    } else {
+      at = arg;
+    }
+  }
+  return BadPickle(size, "no STOP opcode");
+}
+
+}  // namespace
+
+absl::Status CheckTorchSaveArchive(absl::string_view archive) {
+  absl::string_view pickle;
+  if (absl::Status s = CheckZip(archive, "/data.pkl", &pickle); !s.ok()) return s;
+  if (pickle.empty()) return absl::OkStatus();  // LibTorch says what is missing
+  return CheckPickleLengths(pickle);
 }
 
 }  // namespace clipserve::runtime

@@ -26,6 +26,15 @@ namespace clipserve::runtime {
 // INVALID_ARGUMENT saying what is wrong, with the byte offset.
 absl::Status CheckZipStructure(absl::string_view archive);
 
+// CheckZipStructure, then the pickle of a torch.save archive (its stored
+// entry ".../data.pkl", when there is one): every length-prefixed argument
+// (strings, bytes, long integers, frames) must fit in the bytes left.
+// LibTorch's unpickler allocates and zero-fills what a length says before
+// it reads, so one damaged 4-byte length cost 4 GiB of memory at load (the
+// pth fuzz target found it). Opcodes are not checked otherwise: LibTorch
+// refuses the ones it does not know.
+absl::Status CheckTorchSaveArchive(absl::string_view archive);
+
 }  // namespace clipserve::runtime
 
 #endif  // CLIPSERVE_RUNTIME_ZIP_CHECK_H_

@@ -824,11 +824,12 @@ TEST(PthTest, I3dCheckpointWithModulePrefixAndNumBatchesTracked) {
   EXPECT_TRUE(SameStateDicts(I3dStateDict(a), I3dStateDict(b)));
 }
 
-// A damaged archive is refused before LibTorch's zip reader, which crashes
-// on some (an out-of-bounds read that the pth fuzz target found; its input
-// is tests/fuzz/regressions/pth-central-dir-out-of-bounds): every offset
-// and size that locates the central directory, the entries and their data
-// is checked. A real torch.save archive passes (every .pth test above).
+// A damaged archive is refused before LibTorch reads it: LibTorch's zip
+// reader crashes on some (an out-of-bounds read), and its unpickler
+// allocates whatever a length says (4 GiB), as the pth fuzz target found.
+// Every offset and size that locates the central directory, the entries
+// and their data is checked, and every length in the pickle. A real
+// torch.save archive passes (every .pth test above).
 TEST(PthTest, DamagedArchivesAreRefusedBeforeLibTorchReadsThem) {
   const std::string dir = TempDir("pthzip");
   ASSERT_TRUE(WriteSafetensors(dir + "/in.safetensors",
@@ -866,15 +867,20 @@ TEST(PthTest, DamagedArchivesAreRefusedBeforeLibTorchReadsThem) {
   put32(&sized, central + 24, 0x7ffffff0);
   cases.push_back({"an entry's data past the end", sized,
                    "entry 0's data runs into the central directory"});
-  std::string fuzzed;
-  {
-    std::ifstream f(std::string(CLIPSERVE_SOURCE_DIR) +
-                        "/tests/fuzz/regressions/pth-central-dir-out-of-bounds",
+  // What the fuzzer found: a central directory LibTorch read out of
+  // bounds, and a pickle string of 4 GiB that LibTorch allocated and
+  // zero-filled before finding the file short.
+  for (const auto& [file, message] :
+       {std::pair<const char*, const char*>{"pth-central-dir-out-of-bounds",
+                                            "damaged zip archive"},
+        {"pth-pickle-declares-4gib-string",
+         "damaged pickle (data.pkl): an argument of 4294966"}}) {
+    std::ifstream f(std::string(CLIPSERVE_SOURCE_DIR) + "/tests/fuzz/regressions/" + file,
                     std::ios::binary);
-    fuzzed.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+    std::string fuzzed((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    ASSERT_FALSE(fuzzed.empty()) << file;
+    cases.push_back({file, fuzzed, message});
   }
-  ASSERT_FALSE(fuzzed.empty());
-  cases.push_back({"the fuzzer's input", fuzzed, "damaged zip archive"});
   for (const Case& c : cases) {
     const std::string path = dir + "/damaged.pth";
     std::ofstream(path, std::ios::binary) << c.bytes;
