@@ -42,7 +42,7 @@ class InferenceTask : public batching::Task {
       cancelled_.store(true, std::memory_order_relaxed);
     }
   }
-  static constexpr std::chrono::milliseconds kDeadlineSlack{5};
+  static constexpr std::chrono::milliseconds kDeadlineSlack{20};
 
   int size() const override { return static_cast<int>(clip_.count); }
   batching::BatchKey key() const override { return key_; }
