@@ -112,6 +112,9 @@ Flags:
                           of data) under P: file:///DIR/, http://HOST/... or
                           https://HOST/..., ending in /. Repeat the flag for
                           more. Default: none (every video comes as bytes).
+  --video-uri-timeout-seconds S
+                          The longest reading one video by URI may take,
+                          whatever the request's deadline (default 30).
   --decode-queue-size N   Videos that may wait for a decoder before requests
                           get RESOURCE_EXHAUSTED (default 64).
   --video-max-bytes N     Largest encoded video accepted (default 64 MiB).
@@ -317,6 +320,9 @@ Flags ParseFlags(int argc, char** argv) {
         UsageError("--decode-device must be cpu or cuda");
       }
       f.decode_options.device = value;
+    } else if (arg == "--video-uri-timeout-seconds") {
+      f.video_uri_policy.read_timeout =
+          std::chrono::seconds(ParseNumber<int>(arg, value, 1, 86400));
     } else if (arg == "--video-uri-prefix") {
       if (absl::Status s = clipserve::video::ValidateUriPrefix(value); !s.ok()) {
         UsageError(std::string(s.message()));

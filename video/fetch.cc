@@ -38,7 +38,18 @@ absl::StatusOr<std::string> ReadVideoUri(
     return absl::InvalidArgumentError(
         absl::StrCat("could not read video ", name.substr(0, 200), ": ", why));
   };
-  Deadline until{deadline};
+  const auto limit = std::chrono::steady_clock::now() + policy.read_timeout;
+  const bool by_limit = limit < deadline;
+  Deadline until{by_limit ? limit : deadline};
+  // Past `until`: the request's deadline, or the policy's read timeout.
+  const auto too_late = [&](absl::string_view doing) -> absl::Status {
+    if (by_limit) {
+      return failed(absl::StrCat("no video within ", policy.read_timeout.count(),
+                                 " ms (--video-uri-timeout-seconds) ", doing));
+    }
+    return absl::DeadlineExceededError(
+        absl::StrCat("deadline exceeded ", doing, " video ", name.substr(0, 200)));
+  };
   const AVIOInterruptCB interrupt{&Deadline::Passed, &until};
   AVDictionary* raw_options = nullptr;
   // The protocols a URI of its scheme needs, and nothing else.
@@ -54,10 +65,7 @@ absl::StatusOr<std::string> ReadVideoUri(
   const int opened = avio_open2(&raw, name.c_str(), AVIO_FLAG_READ, &interrupt, &used);
   options.reset(used);
   if (opened < 0) {
-    if (Deadline::Passed(&until)) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("deadline exceeded opening video ", name.substr(0, 200)));
-    }
+    if (Deadline::Passed(&until)) return too_late("opening");
     return failed(internal::AvErrorText(opened));
   }
   std::unique_ptr<AVIOContext, int (*)(AVIOContext*)> io(raw, [](AVIOContext* c) {
@@ -84,10 +92,7 @@ absl::StatusOr<std::string> ReadVideoUri(
       break;
     }
     if (n < 0) {
-      if (Deadline::Passed(&until)) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("deadline exceeded reading video ", name.substr(0, 200)));
-      }
+      if (Deadline::Passed(&until)) return too_late("reading");
       return failed(internal::AvErrorText(n));
     }
     bytes.resize(at + static_cast<size_t>(n));

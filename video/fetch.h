@@ -17,7 +17,10 @@
 //    refused the same way, so a file:// prefix is a directory that the URI
 //    cannot climb out of.
 //  - http(s) follows no redirect (a redirect is an error: it could point
-//    anywhere), and the read gives up at the deadline.
+//    anywhere), and the read gives up at the request's deadline
+//    (DEADLINE_EXCEEDED) or after UriPolicy::read_timeout, whichever comes
+//    first (INVALID_ARGUMENT "... no video within N ms": a source that
+//    stalls must not hold a decoder for good, whatever the client allows).
 //  - At most Limits::max_bytes are read: a larger video (by its declared
 //    size, or by what arrives) is INVALID_ARGUMENT before more is read.
 //  - Every other failure (no such file, connection refused, HTTP 404) is
@@ -41,6 +44,8 @@ namespace clipserve::video {
 struct UriPolicy {
   // Where videos may be read from; empty (the default): nowhere.
   std::vector<std::string> allowed_prefixes;
+  // The longest one video's read may take (--video-uri-timeout-seconds).
+  std::chrono::milliseconds read_timeout = std::chrono::seconds(30);
 };
 
 // OK if `prefix` is one a UriPolicy may hold (see the top of this file);

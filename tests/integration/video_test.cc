@@ -1,6 +1,10 @@
 // End to end with encoded video: the real clipserve binary decodes, samples
 // and crops videos made here with the ffmpeg command-line tool.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -389,6 +393,49 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   EXPECT_EQ(both.status.error_message(), "video: set data or uri, not both");
   // And it still serves.
   EXPECT_TRUE(ClassifyUri(*server, absl::StrCat("file://", allowed, "/a.mp4")).status.ok());
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+// A source that accepts the connection and then sends nothing (a stalled
+// server) holds a decoder only for --video-uri-timeout-seconds, even for a
+// request with no deadline: it is refused, and the one decoder is free
+// again for the next video.
+TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  // Listens, never accepts: connecting succeeds (the backlog), no answer comes.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string prefix = absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/");
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--video-uri-prefix", prefix,
+       "--video-uri-timeout-seconds", "1", "--decode-threads", "1"});
+  ASSERT_NE(server, nullptr);
+  const std::string bytes =
+      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p");
+
+  const auto start = std::chrono::steady_clock::now();
+  CallResult stalled = ClassifyUri(*server, prefix + "a.mp4");
+  const auto took = std::chrono::steady_clock::now() - start;
+  ExpectError(stalled, grpc::StatusCode::INVALID_ARGUMENT,
+              "no video within 1000 ms (--video-uri-timeout-seconds)");
+  EXPECT_LT(took, std::chrono::seconds(30)) << "given up at the timeout, not the client's deadline";
+  // The one decoder is free: an uploaded video is decoded and classified.
+  v1::ClassifyRequest upload;
+  upload.set_model_name("tiny");
+  upload.mutable_video()->set_data(bytes);
+  CallResult served = Call(*server, upload);
+  EXPECT_TRUE(served.status.ok()) << served.status.error_message();
+  close(listener);
   server->Signal(SIGTERM);
   EXPECT_EQ(server->Wait(), 0);
 }
