@@ -464,7 +464,8 @@ def test_keepalive(args, children, tmp, protos):
 
 
 def test_flag_errors(args):
-    """Bad values of the six flags are usage errors (exit 64) naming the flag."""
+    """Bad values of the connection flags (and of the other limits' flags) are
+    usage errors (exit 64) naming the flag."""
     for flags, message in (
             (["--grpc-max-connection-age", "2m"], "--grpc-max-connection-age must be a number"),
             (["--grpc-max-connection-age-grace", "-1"],
@@ -474,7 +475,13 @@ def test_flag_errors(args):
             (["--grpc-keepalive-min-ping-interval", "x"],
              "--grpc-keepalive-min-ping-interval must be a number"),
             (["--grpc-keepalive-permit-without-calls", "yes"],
-             "--grpc-keepalive-permit-without-calls must be true or false")):
+             "--grpc-keepalive-permit-without-calls must be true or false"),
+            (["--grpc-max-concurrent-streams", "-1"],
+             "--grpc-max-concurrent-streams must be a number in 0.."),
+            (["--model-hang-seconds", "0.01"],
+             "--model-hang-seconds must be 0 or seconds in 0.05..86400"),
+            (["--video-uri-timeout-seconds", "0"],
+             "--video-uri-timeout-seconds must be a number in 1..")):
         p = subprocess.run([args.server] + flags, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=60, preexec_fn=live_util.die_with_parent)
         check(p.returncode == 64 and message in p.stderr,

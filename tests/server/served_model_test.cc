@@ -220,6 +220,14 @@ TEST(ServedModelTest, AnUnusableDeviceMakesTheModelUnhealthyAndTellsTheServerOnc
   EXPECT_NE(told[0].message().find("cuda:7 is unusable"), std::string::npos);
 }
 
+// Holds `fake`'s runs, queues `task` on `model` and returns once its batch
+// is inside the instance (a batch that hangs until fake->Release()).
+void EnqueueHeld(FakeBackend* fake, ServedModel* model, Task* task) {
+  fake->Hold();
+  ASSERT_TRUE(model->Enqueue(task).ok());
+  fake->WaitUntilInside();
+}
+
 // The watchdog's check, with the time given: a batch is hung only once it
 // has run longer than the limit, the model is then unhealthy and not ready,
 // the hang is counted and the server told once; the batch's request is
@@ -236,12 +244,10 @@ TEST(ServedModelTest, ABatchRunningPastTheLimitMakesTheModelUnhealthyOnce) {
   const auto now = std::chrono::steady_clock::now();
   EXPECT_FALSE(model->CheckHung(now + std::chrono::hours(1), limit)) << "idle";
 
-  fake->Hold();
   const std::vector<uint8_t> clip(12, 0);
   Task task(clip);
   auto result = task.result();
-  ASSERT_TRUE(model->Enqueue(&task).ok());
-  fake->WaitUntilInside();
+  EnqueueHeld(fake, model.get(), &task);
   const auto inside = std::chrono::steady_clock::now();
   EXPECT_FALSE(model->CheckHung(inside + std::chrono::seconds(4), limit));
   EXPECT_TRUE(model->healthy());
@@ -283,18 +289,20 @@ TEST(HangWatchdogTest, ItsThreadFindsAHungBatchAndTellsOnce) {
     changed.notify_all();
   });
   model->GoLive();
-  fake->Hold();
   const std::vector<uint8_t> clip(12, 0);
   Task task(clip);
   auto result = task.result();
-  ASSERT_TRUE(model->Enqueue(&task).ok());
-  fake->WaitUntilInside();
+  EnqueueHeld(fake, model.get(), &task);
+  const auto list = [model] { return std::vector<std::shared_ptr<ServedModel>>{model}; };
   {
-    HangWatchdog off([model] { return std::vector<std::shared_ptr<ServedModel>>{model}; },
-                     std::chrono::milliseconds(0));
-    HangWatchdog watchdog(
-        [model] { return std::vector<std::shared_ptr<ServedModel>>{model}; },
-        std::chrono::milliseconds(50));
+    // Off (limit 0): 200 ms beside the hung batch, nothing told.
+    HangWatchdog off(list, std::chrono::milliseconds(0));
+    std::unique_lock<std::mutex> lock(mu);
+    EXPECT_FALSE(changed.wait_for(lock, std::chrono::milliseconds(200), [&] { return told > 0; }));
+    EXPECT_TRUE(model->healthy());
+  }
+  {
+    HangWatchdog watchdog(list, std::chrono::milliseconds(50));
     std::unique_lock<std::mutex> lock(mu);
     ASSERT_TRUE(changed.wait_for(lock, std::chrono::seconds(30), [&] { return told > 0; }));
     // Several more periods (12.5 ms each): still told only once.
