@@ -104,8 +104,20 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
       }
       bytes = *read;
     }
+    // Decoding stops within a packet of the call's end.
+    video::DecodeOptions interruptible = options;
+    interruptible.interrupt = [this]() -> absl::Status {
+      if (IsCancelled()) {
+        return absl::CancelledError("request cancelled while its video was decoded");
+      }
+      if (std::chrono::steady_clock::now() >= deadline()) {
+        return absl::DeadlineExceededError(
+            "deadline exceeded while the video was decoded");
+      }
+      return absl::OkStatus();
+    };
     absl::StatusOr<video::Clip> clip =
-        video::DecodeClip(bytes, sampling, geometry, limits, options);
+        video::DecodeClip(bytes, sampling, geometry, limits, interruptible);
     decode_us_ = MicrosSince(start);
     accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
     if (!clip.ok()) {

@@ -1,11 +1,14 @@
 #include "server/decode_pool.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 
 namespace clipserve::server {
 
-DecodePool::DecodePool(int threads, size_t max_pending)
-    : max_pending_(max_pending) {
+DecodePool::DecodePool(int threads, size_t max_pending,
+                       std::function<void(size_t)> on_waiting)
+    : max_pending_(max_pending), on_waiting_(std::move(on_waiting)) {
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { Work(); });
 }
 
@@ -24,6 +27,7 @@ absl::Status DecodePool::Submit(std::function<void()> job) {
           max_pending_, ")"));
     }
     jobs_.push_back(std::move(job));
+    if (on_waiting_) on_waiting_(jobs_.size());
   }
   cv_.notify_one();
   return absl::OkStatus();
@@ -48,6 +52,7 @@ void DecodePool::Work() {
       if (jobs_.empty()) return;  // closed and drained
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      if (on_waiting_) on_waiting_(jobs_.size());
     }
     job();
   }

@@ -17,7 +17,11 @@ namespace clipserve::server {
 class DecodePool {
  public:
   // `threads` >= 1 workers; at most `max_pending` jobs wait for one.
-  DecodePool(int threads, size_t max_pending);
+  // `on_waiting`, when set, is told the number of jobs waiting each time it
+  // changes (under the pool's lock: it must be quick and must not call the
+  // pool), e.g. to set a gauge.
+  DecodePool(int threads, size_t max_pending,
+             std::function<void(size_t waiting)> on_waiting = {});
   // Shutdown().
   ~DecodePool();
 
@@ -37,6 +41,7 @@ class DecodePool {
   void Work();
 
   const size_t max_pending_;
+  const std::function<void(size_t)> on_waiting_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;

@@ -122,6 +122,10 @@ Flags:
                           (default 4096).
   --video-max-frames N    Most frames a video may have (default 10000).
   --video-max-seconds S   Longest video accepted (default 600).
+  --video-decode-timeout-seconds S
+                          The longest decoding one video may take (fractions
+                          allowed); past it the request gets INVALID_ARGUMENT
+                          and the decoder is free again (default 60).
   --max-streams N         Live streams (ClassifyStream) open at once; more
                           get RESOURCE_EXHAUSTED (default 64).
   --stream-idle-timeout-seconds S
@@ -198,6 +202,17 @@ T ParseNumber(const std::string& flag, const std::string& value, T lo, T hi) {
   if (!absl::SimpleAtoi(value, &out) || out < lo || out > hi) {
     UsageError(absl::StrCat(flag, " must be a number in ", lo, "..", hi,
                             ", got \"", value, "\""));
+  }
+  return out;
+}
+
+// Seconds, fractions allowed, in [lo, hi]; a usage error otherwise.
+double ParseSeconds(const std::string& flag, const std::string& value, double lo,
+                    double hi) {
+  double out = 0;
+  if (!absl::SimpleAtod(value, &out) || !(out >= lo && out <= hi)) {
+    UsageError(absl::StrCat(flag, " must be seconds in ", lo, "..", hi, ", got \"",
+                            value, "\""));
   }
   return out;
 }
@@ -341,6 +356,8 @@ Flags ParseFlags(int argc, char** argv) {
       f.video_limits.max_frames = ParseNumber<int64_t>(arg, value, 1, 10000000);
     } else if (arg == "--video-max-seconds") {
       f.video_limits.max_seconds = ParseNumber<int>(arg, value, 1, 86400);
+    } else if (arg == "--video-decode-timeout-seconds") {
+      f.video_limits.max_decode_seconds = ParseSeconds(arg, value, 1e-6, 86400);
     } else if (arg == "--max-streams") {
       f.streams.max_streams = ParseNumber<int>(arg, value, 0, 100000);
     } else if (arg == "--stream-idle-timeout-seconds") {

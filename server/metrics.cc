@@ -260,6 +260,18 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                  "that decoded on the CPU.")
            .Register(*registry_)
            .Add({});
+  decode_queue_depth_ = &prometheus::BuildGauge()
+                             .Name("clipserve_decode_queue_depth")
+                             .Help("Encoded videos waiting for a decoder thread.")
+                             .Register(*registry_)
+                             .Add({});
+  decode_queue_capacity_ =
+      &prometheus::BuildGauge()
+           .Name("clipserve_decode_queue_capacity")
+           .Help("Videos that may wait for a decoder (--decode-queue-size) "
+                 "before requests get RESOURCE_EXHAUSTED.")
+           .Register(*registry_)
+           .Add({});
 }
 
 std::vector<std::shared_ptr<prometheus::Collectable>> Metrics::collectables()

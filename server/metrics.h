@@ -94,6 +94,10 @@ class Metrics {
   // Videos asked to decode on the GPU (--decode-device cuda) that decoded
   // on the CPU instead.
   prometheus::Counter& decode_gpu_fallbacks() { return *decode_gpu_fallbacks_; }
+  // Videos waiting for a decoder thread, and how many may wait
+  // (--decode-queue-size) before requests get RESOURCE_EXHAUSTED.
+  prometheus::Gauge& decode_queue_depth() { return *decode_queue_depth_; }
+  prometheus::Gauge& decode_queue_capacity() { return *decode_queue_capacity_; }
 
   // For other families of the process (e.g. GpuMetrics, StreamMetrics).
   prometheus::Registry& registry() { return *registry_; }
@@ -146,6 +150,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& load_seconds_;
   prometheus::Family<prometheus::Gauge>& queue_capacity_;
   prometheus::Counter* decode_gpu_fallbacks_ = nullptr;
+  prometheus::Gauge* decode_queue_depth_ = nullptr;
+  prometheus::Gauge* decode_queue_capacity_ = nullptr;
   prometheus::Family<prometheus::Counter>& load_failures_;
   prometheus::Gauge* models_retiring_ = nullptr;
   std::shared_ptr<ScrapeTimeCollector> scrape_time_;

@@ -120,8 +120,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
       options.decode_threads > 0
           ? options.decode_threads
           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  server->decoders_ =
-      std::make_unique<DecodePool>(decode_threads, options.decode_queue_size);
+  prometheus::Gauge* decode_depth = &server->metrics_->decode_queue_depth();
+  server->metrics_->decode_queue_capacity().Set(
+      static_cast<double>(options.decode_queue_size));
+  server->decoders_ = std::make_unique<DecodePool>(
+      decode_threads, options.decode_queue_size,
+      [decode_depth](size_t waiting) { decode_depth->Set(static_cast<double>(waiting)); });
   server->streams_ = std::make_unique<StreamService>(
       server->models_.get(), server->metrics_.get(), options.streams);
   server->classify_ = std::make_unique<ClassifyService>(

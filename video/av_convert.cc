@@ -19,13 +19,13 @@ absl::Status CheckResizedSize(const ResizeCrop& rc, int64_t width,
                               const Limits& limits) {
   const absl::int128 pixels =
       absl::int128(rc.resized_width) * rc.resized_height;
-  const absl::int128 limit = absl::int128(limits.max_width) * limits.max_height;
+  const absl::int128 limit = limits.max_resized_pixels;
   if (pixels > limit) {
     return VideoError("resizing ", width, "x", height, " to a short side of ",
                       geometry.resize_short_side, " gives ", rc.resized_width,
                       "x", rc.resized_height, ", over the limit of ",
                       static_cast<int64_t>(limit),
-                      " pixels (max_width x max_height)");
+                      " pixels");
   }
   return absl::OkStatus();
 }

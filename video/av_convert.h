@@ -27,7 +27,7 @@ absl::Status VideoError(const Args&... args) {
 }
 
 // INVALID_ARGUMENT when resizing a width x height frame as `rc` says would
-// make more pixels than limits.max_width x max_height.
+// make more pixels than limits.max_resized_pixels.
 absl::Status CheckResizedSize(const ResizeCrop& rc, int64_t width,
                               int64_t height, const Geometry& geometry,
                               const Limits& limits);

@@ -20,6 +20,7 @@
 // The frames returned are those a full sequential decode returns at those
 // indices (tests/video/decode_exact_test.cc compares them bit for bit).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -220,7 +221,27 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
     return VideoError("invalid decode device \"", options.device,
                       "\"; must be cpu or cuda");
   }
+  if (!(limits.max_decode_seconds > 0)) {
+    return VideoError("invalid decode time limit ", limits.max_decode_seconds,
+                      " s; must be above 0");
+  }
   internal::QuietFfmpegOnce();
+  // Asked before each packet is demuxed or decoded.
+  const auto give_up_at =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(
+              std::min(limits.max_decode_seconds, 1e9)));
+  const auto keep_going = [&]() -> absl::Status {
+    if (options.interrupt) {
+      if (absl::Status s = options.interrupt(); !s.ok()) return s;
+    }
+    if (std::chrono::steady_clock::now() >= give_up_at) {
+      return VideoError("decoding took longer than the limit of ",
+                        limits.max_decode_seconds, " s");
+    }
+    return absl::OkStatus();
+  };
 
   // Open, from memory, with the accepted demuxers only.
   MemoryInput input{reinterpret_cast<const uint8_t*>(bytes.data()),
@@ -301,6 +322,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
   std::vector<Packet> packets;
   bool all_pts = true;
   for (;;) {
+    if (absl::Status s = keep_going(); !s.ok()) return s;
     PacketPtr p(av_packet_alloc());
     if (p == nullptr) {
       return absl::ResourceExhaustedError(absl::StrCat(kPrefix, "out of memory"));
@@ -488,6 +510,7 @@ absl::StatusOr<Clip> DecodeClipImpl(absl::string_view bytes,
       }
     }
     while (!written[k] && !draining) {
+      if (absl::Status s = keep_going(); !s.ok()) return s;
       // The target's packet is in, its frame held back only by the
       // decoder's reordering delay, and the next sample restarts anyway (or
       // there is none): drain the decoder rather than feed it packets that

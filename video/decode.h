@@ -41,10 +41,11 @@
 //
 // Errors. Every failure of DecodeClip() is INVALID_ARGUMENT with a message
 // that starts "could not decode video: " and says what was wrong (bad
-// options included), except RESOURCE_EXHAUSTED when memory runs out. Every
-// loop is bounded (by the bytes and max_frames), so no input makes it hang;
-// the tests feed it random, truncated and bit-flipped files of several
-// containers.
+// options included), except RESOURCE_EXHAUSTED when memory runs out and
+// what DecodeOptions::interrupt returns. Every loop is bounded (by the bytes
+// and max_frames), so no input makes it hang, and Limits::max_decode_seconds
+// bounds its time; the tests feed it random, truncated and bit-flipped files
+// of several containers.
 //
 // Threads. DecodeClip() is thread-safe; calls share nothing. The decoder
 // uses DecodeOptions::threads threads (default 1: the server decodes many
@@ -57,9 +58,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -71,16 +74,26 @@ struct Limits {
   // Largest input, in bytes.
   size_t max_bytes = 64 << 20;
   // Largest frame, as the container declares it and as decoded (after the
-  // rotation that the stream's metadata asks for). The resized frame (step 5)
-  // may not have more pixels than max_width * max_height either.
+  // rotation that the stream's metadata asks for).
   int64_t max_width = 4096;
   int64_t max_height = 4096;
+  // Most pixels a frame resized for the crop (step 5) may have, whatever the
+  // source's size: a frame far wider than high, resized to its short side,
+  // would otherwise be huge. Separate from max_width and max_height, which
+  // bound the source: a small source is upscaled to Geometry's short side.
+  int64_t max_resized_pixels = int64_t{4096} * 4096;
   // Most frames the video may declare, or have when they must be counted.
   int64_t max_frames = 10000;
   // Longest duration, frames / fps, when the frame rate is known.
   double max_seconds = 600;
   // Largest output, Clip::frames.size().
   size_t max_output_bytes = 256 << 20;
+  // Longest DecodeClip() may take, from its start to the last packet it
+  // demuxes or decodes (checked before each): past it, INVALID_ARGUMENT
+  // "could not decode video: decoding took longer than the limit of 60 s".
+  // The other limits bound the work; this bounds its time, whatever the
+  // codec and the machine's load.
+  double max_decode_seconds = 60;
 };
 
 // Which frames make the clip. A frame is never repeated: a video with too few
@@ -164,6 +177,11 @@ struct DecodeOptions {
   // device opens or the codec has no NVDEC decoder (Clip::decode_fallback
   // says why).
   std::string device = "cpu";
+  // Asked before each packet is demuxed or decoded (never in between):
+  // a non-OK status stops decoding and DecodeClip() returns it as is. The
+  // server stops there for a call that was cancelled or whose deadline
+  // passed. Empty (the default): nothing stops decoding early.
+  std::function<absl::Status()> interrupt;
 };
 
 // Decodes `bytes` (a whole video file) into a clip. See the top of this file.

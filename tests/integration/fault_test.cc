@@ -17,6 +17,7 @@
 #include "client/clips.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/calls.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
 
@@ -43,43 +44,6 @@ v1::ClassifyRequest Request(const std::string& model, uint64_t seed,
                   : static_cast<char>(static_cast<unsigned char>(c) % 200);
   }
   return r;
-}
-
-struct CallResult {
-  grpc::Status status;
-  v1::ClassifyResponse response;
-};
-
-std::future<CallResult> CallAsync(const std::shared_ptr<grpc::Channel>& channel,
-                                  v1::ClassifyRequest request,
-                                  milliseconds timeout = milliseconds(120000)) {
-  return std::async(std::launch::async, [channel, request, timeout] {
-    auto stub = v1::VideoClassifier::NewStub(channel);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + timeout);
-    CallResult r;
-    r.status = stub->Classify(&context, request, &r.response);
-    return r;
-  });
-}
-
-HealthCheckResponse::ServingStatus Health(const std::shared_ptr<grpc::Channel>& ch,
-                                          const std::string& service) {
-  auto stub = grpc::health::v1::Health::NewStub(ch);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + seconds(10));
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service(service);
-  HealthCheckResponse response;
-  const grpc::Status status = stub->Check(&context, request, &response);
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  return response.status();
-}
-
-std::string Series(const std::string& name, const std::string& model,
-                   const std::string& code = "") {
-  return absl::StrCat(name, "{", code.empty() ? "" : "code=\"" + code + "\",",
-                      "model=\"", model, "\",version=\"1\"}");
 }
 
 // The batch of eight forms at once (max_batch_size 8, a 10 s delay it never

@@ -2,6 +2,7 @@
 // and crops videos made here with the ffmpeg command-line tool.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,7 +17,9 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "client/clips.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "tests/integration/calls.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
 
@@ -40,20 +43,6 @@ std::string MakeVideo(const std::string& dir, const std::string& name,
   return bytes.str();
 }
 
-struct CallResult {
-  grpc::Status status;
-  v1::ClassifyResponse response;
-};
-
-CallResult Call(ServerProcess& server, const v1::ClassifyRequest& request) {
-  auto stub = v1::VideoClassifier::NewStub(server.Channel());
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
-  CallResult r;
-  r.status = stub->Classify(&context, request, &r.response);
-  return r;
-}
-
 CallResult Classify(ServerProcess& server, const std::string& model,
                     const std::string& video_bytes,
                     const v1::VideoSampling* sampling = nullptr) {
@@ -62,14 +51,7 @@ CallResult Classify(ServerProcess& server, const std::string& model,
   request.set_top_k(3);
   request.mutable_video()->set_data(video_bytes);
   if (sampling != nullptr) *request.mutable_video()->mutable_sampling() = *sampling;
-  return Call(server, request);
-}
-
-// The call failed with `code`, and its message contains `fragment`.
-void ExpectError(const CallResult& r, grpc::StatusCode code, const std::string& fragment) {
-  EXPECT_EQ(r.status.error_code(), code) << r.status.error_message();
-  EXPECT_NE(r.status.error_message().find(fragment), std::string::npos)
-      << r.status.error_message();
+  return Call(server.Channel(), request);
 }
 
 class VideoTest : public ::testing::Test {
@@ -343,7 +325,7 @@ CallResult ClassifyUri(ServerProcess& server, const std::string& uri,
   request.set_return_logits(true);
   request.mutable_video()->set_uri(uri);
   request.mutable_video()->set_data(data);
-  return Call(server, request);
+  return Call(server.Channel(), request);
 }
 
 // A video named by URI is read by the server under the prefixes it was
@@ -369,7 +351,7 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   upload.set_model_name("tiny");
   upload.set_return_logits(true);
   upload.mutable_video()->set_data(bytes);
-  CallResult by_bytes = Call(*server, upload);
+  CallResult by_bytes = Call(server->Channel(), upload);
   ASSERT_TRUE(by_bytes.status.ok()) << by_bytes.status.error_message();
   ASSERT_EQ(by_uri.response.logits_size(), kClasses);
   for (int i = 0; i < kClasses; ++i) {
@@ -397,6 +379,53 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   EXPECT_EQ(server->Wait(), 0);
 }
 
+// A video source that takes TCP connections and never answers: a stalled
+// server. Accept() takes the next connection, so that a test knows a
+// decoder is reading from it; Release() closes everything, and the reader
+// gets an error at once.
+class SilentSource {
+ public:
+  SilentSource() {
+    listener_ = socket(AF_INET, SOCK_STREAM, 0);
+    EXPECT_GE(listener_, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(listener_, 8), 0);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    prefix_ = absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/");
+  }
+  ~SilentSource() { Release(); }
+
+  // "http://127.0.0.1:PORT/", for --video-uri-prefix.
+  const std::string& prefix() const { return prefix_; }
+
+  // Whether a connection came within `timeout`; it is held open, silent.
+  bool Accept(std::chrono::milliseconds timeout) {
+    pollfd p{listener_, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(timeout.count())) != 1) return false;
+    const int fd = accept(listener_, nullptr, nullptr);
+    if (fd < 0) return false;
+    accepted_.push_back(fd);
+    return true;
+  }
+
+  // Closes the connections and the listener.
+  void Release() {
+    for (int fd : accepted_) close(fd);
+    accepted_.clear();
+    if (listener_ >= 0) close(listener_);
+    listener_ = -1;
+  }
+
+ private:
+  int listener_ = -1;
+  std::vector<int> accepted_;
+  std::string prefix_;
+};
+
 // A source that accepts the connection and then sends nothing (a stalled
 // server) holds a decoder only for --video-uri-timeout-seconds, even for a
 // request with no deadline: it is refused, and the one decoder is free
@@ -405,26 +434,17 @@ TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
   TempDir dir;
   const std::string repo = absl::StrCat(dir.path(), "/models");
   WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
-  // Listens, never accepts: connecting succeeds (the backlog), no answer comes.
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 8), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  const std::string prefix = absl::StrCat("http://127.0.0.1:", ntohs(addr.sin_port), "/");
+  // Its connections wait in the backlog: connecting succeeds, no answer comes.
+  SilentSource source;
   std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-uri-prefix", prefix,
+      {"--model-repository", repo, "--video-uri-prefix", source.prefix(),
        "--video-uri-timeout-seconds", "1", "--decode-threads", "1"});
   ASSERT_NE(server, nullptr);
   const std::string bytes =
       MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p");
 
   const auto start = std::chrono::steady_clock::now();
-  CallResult stalled = ClassifyUri(*server, prefix + "a.mp4");
+  CallResult stalled = ClassifyUri(*server, source.prefix() + "a.mp4");
   const auto took = std::chrono::steady_clock::now() - start;
   ExpectError(stalled, grpc::StatusCode::INVALID_ARGUMENT,
               "no video within 1000 ms (--video-uri-timeout-seconds)");
@@ -433,9 +453,168 @@ TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
   v1::ClassifyRequest upload;
   upload.set_model_name("tiny");
   upload.mutable_video()->set_data(bytes);
-  CallResult served = Call(*server, upload);
+  CallResult served = Call(server->Channel(), upload);
   EXPECT_TRUE(served.status.ok()) << served.status.error_message();
-  close(listener);
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+// A burst of videos against one decoder thread (--decode-threads 1,
+// --decode-queue-size 3). The decoder is held, deterministically, by a
+// video read from a silent source; three uploads wait (the
+// clipserve_decode_queue_depth gauge witnesses each), the fourth is refused
+// with RESOURCE_EXHAUSTED. Of the three, one's deadline passes and one is
+// cancelled while they wait: when the decoder is free, both are answered
+// without being decoded, and only the third is decoded and classified. The
+// server's own counts say so: a code for each, one decode.
+TEST(DecodeQueueTest, ABurstPastTheQueueIsRefusedAndWaitingVideosAreCheckedBeforeDecoding) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  SilentSource source;
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--video-uri-prefix", source.prefix(),
+       "--video-uri-timeout-seconds", "600", "--decode-threads", "1",
+       "--decode-queue-size", "3"});
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(MetricValue(server->ScrapeMetrics(), "clipserve_decode_queue_capacity"), 3);
+  v1::ClassifyRequest upload;
+  upload.set_model_name("tiny");
+  upload.mutable_video()->set_data(
+      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p"));
+  v1::ClassifyRequest by_uri;
+  by_uri.set_model_name("tiny");
+  by_uri.mutable_video()->set_uri(source.prefix() + "a.mp4");
+
+  std::future<CallResult> held = CallAsync(server->Channel(), by_uri);
+  ASSERT_TRUE(source.Accept(std::chrono::seconds(60))) << "the decoder never read the source";
+  // Waits for a decoder; its deadline passes meanwhile.
+  std::future<CallResult> late =
+      CallAsync(server->Channel(), upload, std::chrono::milliseconds(1000));
+  ASSERT_EQ(server->WaitForMetric("clipserve_decode_queue_depth", 1), 1);
+  // Waits; its client cancels it.
+  auto stub = v1::VideoClassifier::NewStub(server->Channel());
+  grpc::ClientContext cancelled_context;
+  v1::ClassifyResponse cancelled_response;
+  std::promise<grpc::Status> cancelled_status;
+  stub->async()->Classify(&cancelled_context, &upload, &cancelled_response,
+                          [&cancelled_status](grpc::Status s) { cancelled_status.set_value(s); });
+  ASSERT_EQ(server->WaitForMetric("clipserve_decode_queue_depth", 2), 2);
+  // Waits, and is decoded in the end.
+  std::future<CallResult> served = CallAsync(server->Channel(), upload);
+  ASSERT_EQ(server->WaitForMetric("clipserve_decode_queue_depth", 3), 3);
+
+  ExpectError(Call(server->Channel(), upload), grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "decode queue full: 3 videos wait for 1 decoder thread(s) "
+              "(--decode-queue-size 3)");
+  EXPECT_EQ(late.get().status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  cancelled_context.TryCancel();
+  EXPECT_EQ(cancelled_status.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
+
+  source.Release();
+  ExpectError(held.get(), grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("could not read video ", source.prefix(), "a.mp4"));
+  CallResult ok = served.get();
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  // Answered in queue order: `served` last, so every count below is final.
+  const std::string scrape = server->ScrapeMetrics();
+  const std::string requests = "clipserve_requests_total";
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "OK")), 1);
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "INVALID_ARGUMENT")), 1);
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "RESOURCE_EXHAUSTED")), 1);
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "DEADLINE_EXCEEDED")), 1);
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "CANCELLED")), 1);
+  // Neither the late nor the cancelled video was decoded; the one read from
+  // the source never reached the decoder.
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_decode_duration_seconds_count", "tiny")), 1);
+  EXPECT_GT(MetricValue(scrape, Series("clipserve_decode_duration_seconds_sum", "tiny")), 0);
+  EXPECT_EQ(MetricValue(scrape, "clipserve_decode_queue_depth"), 0);
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_inflight_requests", "tiny")), 0);
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+// Each video limit flag on the real binary: a video over it is refused with
+// INVALID_ARGUMENT naming the limit, a message over --max-request-bytes
+// gets gRPC's RESOURCE_EXHAUSTED before the server reads it, a video within
+// them all is classified after each refusal, and the server counts what it
+// answered.
+TEST(VideoLimitFlagsTest, EachLimitRefusesWithItsMessageAndTheServerServesOn) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--video-max-side", "200", "--video-max-frames", "40",
+       "--video-max-seconds", "2", "--video-max-bytes", "100000",
+       "--max-request-bytes", "200000", "--decode-threads", "1"});
+  ASSERT_NE(server, nullptr);
+  const std::string x264 = "-c:v libx264 -pix_fmt yuv420p";
+  const std::string within = MakeVideo(dir.path(), "ok.mp4", "160x120", 1, 25, x264);
+  ASSERT_LT(within.size(), 100000u);
+  struct Case {
+    std::string what, bytes, message;
+  } cases[] = {
+      {"--video-max-side", MakeVideo(dir.path(), "side.mp4", "320x240", 0.4, 25, x264),
+       "could not decode video: resolution 320x240 is over the limit of 200x200"},
+      {"--video-max-frames", MakeVideo(dir.path(), "frames.mp4", "64x64", 0.9, 50, x264),
+       "could not decode video: the video declares 45 frames, over the limit of 40"},
+      {"--video-max-seconds", MakeVideo(dir.path(), "seconds.mp4", "64x64", 3, 10, x264),
+       "could not decode video: the video lasts 3.0 s (30 frames at 10 fps), over the "
+       "limit of 2.0 s"},
+      {"--video-max-bytes", std::string(150000, 'x'),
+       "could not decode video: the input is 150000 bytes, over the limit of 100000"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ExpectError(Classify(*server, "tiny", c.bytes), grpc::StatusCode::INVALID_ARGUMENT,
+                c.message);
+    CallResult r = Classify(*server, "tiny", within);
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  ExpectError(Classify(*server, "tiny", std::string(250000, 'x')),
+              grpc::StatusCode::RESOURCE_EXHAUSTED, "larger than max");
+  CallResult r = Classify(*server, "tiny", within);
+  EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+
+  const std::string scrape = server->ScrapeMetrics();
+  const std::string requests = "clipserve_requests_total";
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "INVALID_ARGUMENT")), 4);
+  EXPECT_EQ(MetricValue(scrape, Series(requests, "tiny", "OK")), 5);
+  // gRPC refused the oversized message: the server never saw a request.
+  EXPECT_LE(MetricValue(scrape, Series(requests, "tiny", "RESOURCE_EXHAUSTED")), 0);
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_decode_duration_seconds_count", "tiny")), 9);
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+// A decoder that stalls: --video-decode-timeout-seconds bounds each decode,
+// whatever the video (here a limit no decode can meet, so every video
+// stops at its first packet). Each is refused with INVALID_ARGUMENT naming
+// the limit, the one decoder thread is free again at once, and requests
+// that need no decoder are served meanwhile.
+TEST(VideoDecodeTimeoutTest, ADecodePastTheLimitIsGivenUpAndTheDecoderServesOn) {
+  TempDir dir;
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo, "--video-decode-timeout-seconds", "0.000001",
+       "--decode-threads", "1"});
+  ASSERT_NE(server, nullptr);
+  const std::string video =
+      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p");
+  v1::ClassifyRequest clip;
+  clip.set_model_name("tiny");
+  *clip.mutable_clip() = client::RandomClip(v1::UINT8, kT, kSide, kSide, 7);
+  for (int i = 0; i < 3; ++i) {
+    ExpectError(Classify(*server, "tiny", video), grpc::StatusCode::INVALID_ARGUMENT,
+                "could not decode video: decoding took longer than the limit of 1e-06 s");
+    CallResult r = Call(server->Channel(), clip);
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  const std::string scrape = server->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_requests_total", "tiny", "INVALID_ARGUMENT")), 3);
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_requests_total", "tiny", "OK")), 3);
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_decode_duration_seconds_count", "tiny")), 3);
   server->Signal(SIGTERM);
   EXPECT_EQ(server->Wait(), 0);
 }

@@ -490,7 +490,7 @@ TEST(DecodeClipErrorTest, ExtremeAspectRatioIsRefusedBeforeResizing) {
   // 4096x15 at a short side of 256 would be 69905x256.
   ExpectError(DecodeClip(Y4mHeader(4096, 15), Uniform(1), Geometry(), Limits()),
               "resizing 4096x15 to a short side of 256 gives 69905x256, over "
-              "the limit of 16777216 pixels (max_width x max_height)");
+              "the limit of 16777216 pixels");
   // 4096x16 gives 65536x256: exactly the limit, so it goes on (and this
   // header-only file has no frames).
   ExpectError(DecodeClip(Y4mHeader(4096, 16), Uniform(1), Geometry(), Limits()),
@@ -545,6 +545,53 @@ TEST(DecodeClipErrorTest, OverMaxOutputBytes) {
   ExpectError(DecodeClip(bytes, Uniform(16), Geometry(), limits),
               "the clip would be 2408448 bytes (16 frames of 224x224x3), over "
               "the limit of 2408447");
+}
+
+// Limits::max_decode_seconds bounds the time one decode may take, however
+// the codec and the machine behave: a limit already passed when the first
+// packet is read stops it there.
+TEST(DecodeClipErrorTest, DecodingPastItsTimeLimitStops) {
+  REQUIRE_FFMPEG();
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(20, 160, 120, "25", kX264, "mp4"));
+  Limits limits;
+  limits.max_decode_seconds = 1e-9;
+  ExpectError(DecodeClip(bytes, Uniform(4), Geometry(), limits),
+              "decoding took longer than the limit of 1e-09 s");
+  limits.max_decode_seconds = 0;
+  ExpectError(DecodeClip(bytes, Uniform(4), Geometry(), limits),
+              "invalid decode time limit 0 s; must be above 0");
+  limits.max_decode_seconds = 600;
+  EXPECT_TRUE(DecodeClip(bytes, Uniform(4), Geometry(), limits).ok());
+}
+
+// DecodeOptions::interrupt is asked before every packet, demuxed or decoded,
+// and its first non-OK status is returned as is: a decode stops within one
+// packet of its caller's cancellation.
+TEST(DecodeClipTest, InterruptIsAskedBeforeEachPacketAndStopsDecoding) {
+  REQUIRE_FFMPEG();
+  ENCODE_OR_FAIL(bytes, EncodeWithFfmpeg(20, 160, 120, "25", kX264, "mp4"));
+  DecodeOptions options;
+  int asked = 0;
+  options.interrupt = [&asked] {
+    ++asked;
+    return absl::OkStatus();
+  };
+  absl::StatusOr<Clip> clip = DecodeClip(bytes, Uniform(4), Geometry(), Limits(), options);
+  ASSERT_TRUE(clip.ok()) << clip.status();
+  // Before each of the 20 packets demuxed and the end of data, then before
+  // each packet sent to the decoder and each drain (at most one a sample).
+  EXPECT_GE(asked, 21 + clip->packets_decoded);
+  EXPECT_LE(asked, 21 + clip->packets_decoded + 4);
+  for (int stop_at : {1, 10, 22, asked}) {
+    int calls = 0;
+    options.interrupt = [&calls, stop_at]() -> absl::Status {
+      if (++calls < stop_at) return absl::OkStatus();
+      return absl::CancelledError("the caller gave up");
+    };
+    absl::StatusOr<Clip> stopped = DecodeClip(bytes, Uniform(4), Geometry(), Limits(), options);
+    EXPECT_EQ(stopped.status(), absl::CancelledError("the caller gave up")) << stop_at;
+    EXPECT_EQ(calls, stop_at) << "nothing asked after the stop";
+  }
 }
 
 TEST(DecodeClipErrorTest, BadOptionsHaveThePrefixToo) {

@@ -1,0 +1,50 @@
+// Calls to a running server for the integration tests: a Classify call
+// (blocking or on its own thread), a health check, and the names of the
+// metric series the tests read.
+#ifndef CLIPSERVE_TESTS_INTEGRATION_CALLS_H_
+#define CLIPSERVE_TESTS_INTEGRATION_CALLS_H_
+
+#include <chrono>
+#include <future>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "clipserve/v1/video_classifier.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace clipserve::testing {
+
+struct CallResult {
+  grpc::Status status;
+  v1::ClassifyResponse response;
+};
+
+// Classify with a deadline `timeout` from now.
+CallResult Call(const std::shared_ptr<grpc::Channel>& channel,
+                const v1::ClassifyRequest& request,
+                std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// Call() on a thread of its own; the request is copied.
+std::future<CallResult> CallAsync(
+    const std::shared_ptr<grpc::Channel>& channel, v1::ClassifyRequest request,
+    std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// The call failed with `code`, and its message contains `fragment`.
+void ExpectError(const CallResult& r, grpc::StatusCode code,
+                 const std::string& fragment);
+
+// grpc.health.v1 Check of `service` ("" for the whole server); the check
+// itself must succeed.
+grpc::health::v1::HealthCheckResponse::ServingStatus Health(
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& service);
+
+// A model's series as the server exposes it: name{code="CODE",model="M",
+// version="1"} (no code label when `code` is empty).
+std::string Series(const std::string& name, const std::string& model,
+                   const std::string& code = "");
+
+}  // namespace clipserve::testing
+
+#endif  // CLIPSERVE_TESTS_INTEGRATION_CALLS_H_
