@@ -104,13 +104,18 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
       }
       bytes = *read;
     }
-    // Decoding stops within a packet of the call's end.
+    // Decoding stops within a packet of the call's end (a call cancelled or
+    // expired as the decoder took it up: the checks above saw it too early).
+    // Such a decode is not observed: it says nothing of what decoding costs.
+    bool stopped = false;
     video::DecodeOptions interruptible = options;
-    interruptible.interrupt = [this]() -> absl::Status {
+    interruptible.interrupt = [this, &stopped]() -> absl::Status {
       if (IsCancelled()) {
+        stopped = true;
         return absl::CancelledError("request cancelled while its video was decoded");
       }
       if (std::chrono::steady_clock::now() >= deadline()) {
+        stopped = true;
         return absl::DeadlineExceededError(
             "deadline exceeded while the video was decoded");
       }
@@ -119,7 +124,9 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
     absl::StatusOr<video::Clip> clip =
         video::DecodeClip(bytes, sampling, geometry, limits, interruptible);
     decode_us_ = MicrosSince(start);
-    accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
+    if (!stopped) {
+      accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
+    }
     if (!clip.ok()) {
       Fail(clip.status());
       return;

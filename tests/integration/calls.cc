@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
+#include "client/clips.h"
 
 namespace clipserve::testing {
 
@@ -23,6 +24,53 @@ std::future<CallResult> CallAsync(const std::shared_ptr<grpc::Channel>& channel,
   return std::async(std::launch::async,
                     [channel, request = std::move(request), timeout] {
                       return Call(channel, request, timeout);
+                    });
+}
+
+v1::ClassifyRequest ClipRequest(const std::string& model, int t, int h, int w,
+                                uint64_t seed) {
+  v1::ClassifyRequest r;
+  r.set_model_name(model);
+  *r.mutable_clip() = client::RandomClip(v1::UINT8, t, h, w, seed);
+  return r;
+}
+
+inference::ModelInferRequest InferRequest(const std::string& model, int batch,
+                                          int t, int h, int w, uint64_t seed) {
+  inference::ModelInferRequest r;
+  r.set_model_name(model);
+  auto* in = r.add_inputs();
+  in->set_name("clip");
+  in->set_datatype("UINT8");
+  for (int64_t d : {int64_t{batch}, int64_t{t}, int64_t{h}, int64_t{w}, int64_t{3}}) {
+    in->add_shape(d);
+  }
+  std::string* raw = r.add_raw_input_contents();
+  for (int i = 0; i < batch; ++i) {
+    *raw += client::RandomClip(v1::UINT8, t, h, w, seed + i).data();
+  }
+  r.add_outputs()->set_name("logits");
+  return r;
+}
+
+InferResult Infer(const std::shared_ptr<grpc::Channel>& channel,
+                  const inference::ModelInferRequest& request,
+                  std::chrono::milliseconds timeout) {
+  auto stub = inference::GRPCInferenceService::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  InferResult r;
+  r.status = stub->ModelInfer(&context, request, &r.response);
+  r.done = std::chrono::steady_clock::now();
+  return r;
+}
+
+std::future<InferResult> InferAsync(const std::shared_ptr<grpc::Channel>& channel,
+                                    inference::ModelInferRequest request,
+                                    std::chrono::milliseconds timeout) {
+  return std::async(std::launch::async,
+                    [channel, request = std::move(request), timeout] {
+                      return Infer(channel, request, timeout);
                     });
 }
 

@@ -13,6 +13,7 @@
 
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "inference/grpc_service.grpc.pb.h"
 
 namespace clipserve::testing {
 
@@ -30,6 +31,32 @@ CallResult Call(const std::shared_ptr<grpc::Channel>& channel,
 std::future<CallResult> CallAsync(
     const std::shared_ptr<grpc::Channel>& channel, v1::ClassifyRequest request,
     std::chrono::milliseconds timeout = std::chrono::seconds(120));
+
+// A Classify request for `model` with a random UINT8 clip of t x h x w
+// (client::RandomClip, seeded).
+v1::ClassifyRequest ClipRequest(const std::string& model, int t, int h, int w,
+                                uint64_t seed);
+
+// A KServe ModelInfer request for `model`: input "clip", UINT8, shape
+// [batch, t, h, w, 3], the random clips of seeds seed, seed + 1, ... as raw
+// contents; output "logits".
+inference::ModelInferRequest InferRequest(const std::string& model, int batch,
+                                          int t, int h, int w, uint64_t seed);
+
+struct InferResult {
+  grpc::Status status;
+  inference::ModelInferResponse response;
+  std::chrono::steady_clock::time_point done;  // when the answer came
+};
+
+// ModelInfer with a deadline `timeout` from now.
+InferResult Infer(const std::shared_ptr<grpc::Channel>& channel,
+                  const inference::ModelInferRequest& request,
+                  std::chrono::milliseconds timeout = std::chrono::seconds(60));
+std::future<InferResult> InferAsync(
+    const std::shared_ptr<grpc::Channel>& channel,
+    inference::ModelInferRequest request,
+    std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
 // The call failed with `code`, and its message contains `fragment`.
 void ExpectError(const CallResult& r, grpc::StatusCode code,

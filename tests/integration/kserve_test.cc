@@ -23,6 +23,7 @@
 #include "client/clips.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "inference/grpc_service.grpc.pb.h"
+#include "tests/integration/calls.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
 
@@ -40,49 +41,13 @@ constexpr size_t kClipBytes = kT * kH * kW * 3;
 // `batch` random UINT8 clips (seeds seed, seed + 1, ...), raw.
 ModelInferRequest InferRequest(const std::string& model, int batch, uint64_t seed,
                                const std::string& id = "") {
-  ModelInferRequest r;
-  r.set_model_name(model);
+  ModelInferRequest r = testing::InferRequest(model, batch, kT, kH, kW, seed);
   r.set_id(id);
-  auto* in = r.add_inputs();
-  in->set_name("clip");
-  in->set_datatype("UINT8");
-  for (int64_t d : {int64_t{batch}, int64_t{kT}, int64_t{kH}, int64_t{kW}, int64_t{3}}) {
-    in->add_shape(d);
-  }
-  std::string* raw = r.add_raw_input_contents();
-  for (int i = 0; i < batch; ++i) {
-    *raw += client::RandomClip(v1::UINT8, kT, kH, kW, seed + i).data();
-  }
-  r.add_outputs()->set_name("logits");
   return r;
 }
 
 void SetPriority(ModelInferRequest* r, uint64_t priority) {
   (*r->mutable_parameters())["priority"].set_uint64_param(priority);
-}
-
-struct InferResult {
-  grpc::Status status;
-  ModelInferResponse response;
-  std::chrono::steady_clock::time_point done;
-};
-
-InferResult Infer(const std::shared_ptr<grpc::Channel>& channel,
-                  const ModelInferRequest& request,
-                  milliseconds timeout = milliseconds(60000)) {
-  auto stub = GRPCInferenceService::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
-  InferResult r;
-  r.status = stub->ModelInfer(&context, request, &r.response);
-  r.done = std::chrono::steady_clock::now();
-  return r;
-}
-
-std::future<InferResult> InferAsync(const std::shared_ptr<grpc::Channel>& channel,
-                                    ModelInferRequest request) {
-  return std::async(std::launch::async,
-                    [channel, request] { return Infer(channel, request); });
 }
 
 // Row `row` of the raw FP32 output `index` of `r`.
