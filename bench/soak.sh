@@ -50,6 +50,10 @@
 #    few).
 # Exit status 0 when the soak passed, 1 when it failed (why is printed).
 #
+# MALLOC_ARENA_MAX is 2 unless set, as in the container images (deploy/
+# Dockerfile.*): the server runs as it is deployed. MALLOC_ARENA_MAX= (empty)
+# measures glibc's default instead.
+#
 # Environment (defaults): BUILD_DIR (build: a Release build; clipserve,
 # clipserve-perf and clipserve-bench-repo), SOAK_SECONDS (1800),
 # SAMPLE_SECONDS (60), SOAK_LOAD_SCALE (1), SOAK_OUT (a new mktemp -d; its
@@ -58,6 +62,8 @@
 # one core of load on the reference 2-core VM; do not build or run other
 # benchmarks meanwhile. Not run in CI.
 set -euo pipefail
+if [[ -z "${MALLOC_ARENA_MAX+set}" ]]; then export MALLOC_ARENA_MAX=2; fi
+[[ -n "$MALLOC_ARENA_MAX" ]] || unset MALLOC_ARENA_MAX
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
 seconds=${SOAK_SECONDS:-1800}
