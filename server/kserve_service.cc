@@ -1,9 +1,8 @@
 #include "server/kserve_service.h"
 
 #include <algorithm>
-#include <deque>
+#include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,6 +12,7 @@
 #include "server/clip_validation.h"
 #include "server/grpc_status.h"
 #include "server/kserve_tensors.h"
+#include "server/stream_ledger.h"
 
 namespace clipserve::server {
 namespace {
@@ -132,21 +132,20 @@ class UnaryInferCall final : public grpc::ServerUnaryReactor, public InferCall {
 
 class StreamInferCall;
 
-// Answers a ModelStreamInfer stream holds for a client that does not read
-// them before it stops reading requests.
-constexpr size_t kMaxUnwrittenAnswers = 64;
-
 // ModelStreamInfer: reads requests as they come, queues each as its own
 // call, and writes the answers one at a time as they complete. While
-// kMaxUnwrittenAnswers answers wait to be written (a client that does not
-// read them), it reads no more requests: HTTP/2 flow control then holds the
-// client's writes back, and the server's memory for the stream stays
-// bounded. It finishes once the client has half-closed and every answer is
-// written, and is deleted when gRPC is done with it and no call still
-// refers to it.
+// StreamLedger::kMaxUnwrittenAnswers answers wait to be written (a client
+// that does not read them), it reads no more requests: HTTP/2 flow control
+// then holds the client's writes back, and the server's memory for the
+// stream stays bounded. It finishes once the client has half-closed and
+// every answer is written (or dropped, once a write failed), and is deleted
+// when gRPC is done with it and no call still refers to it. The bookkeeping
+// is the ledger's (server/stream_ledger.h); this class only acts on it.
 class InferStream final
     : public grpc::ServerBidiReactor<ModelInferRequest, ModelStreamInferResponse> {
  public:
+  using Ledger = StreamLedger<std::unique_ptr<ModelStreamInferResponse>>;
+
   InferStream(const KServeService* service, grpc::CallbackServerContext* context)
       : service_(service), call_deadline_(SteadyDeadline(context->deadline())) {
     NextRead();
@@ -154,71 +153,23 @@ class InferStream final
 
   bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
 
-  // Queues `answer` for writing; called once per request read.
+  // Queues `answer` for writing; called once per request read, by the call
+  // that holds the reference the read took (Unref() after).
   void Deliver(std::unique_ptr<ModelStreamInferResponse> answer) {
-    const ModelStreamInferResponse* start = nullptr;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --pending_;
-      if (!broken_) {
-        writes_.push_back(std::move(answer));
-        if (!writing_) start = writes_.front().get();
-        writing_ = true;
-      }
-    }
-    if (start != nullptr) {
-      StartWrite(start);
-    } else {
-      MaybeFinish();
-    }
+    Do(ledger_.Delivered(std::move(answer)));
   }
 
   void OnReadDone(bool ok) override;
 
-  void OnWriteDone(bool ok) override {
-    const ModelStreamInferResponse* next = nullptr;
-    bool resume_reading = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      writes_.pop_front();
-      if (!ok) {
-        broken_ = true;
-        writes_.clear();
-      }
-      if (writes_.empty()) {
-        writing_ = false;
-      } else {
-        next = writes_.front().get();
-      }
-      if (reading_paused_ && writes_.size() < kMaxUnwrittenAnswers) {
-        reading_paused_ = false;
-        resume_reading = true;
-      }
-    }
-    if (resume_reading) NextRead();
-    if (next != nullptr) {
-      StartWrite(next);
-    } else {
-      MaybeFinish();
-    }
-  }
+  void OnWriteDone(bool ok) override { Do(ledger_.WriteDone(ok)); }
 
   void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
 
   void OnDone() override { Unref(); }
 
-  // A call that will Deliver() holds a reference.
-  void Ref() {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++refs_;
-  }
+  // Drops the reference of gRPC (OnDone) or of a call that delivered.
   void Unref() {
-    bool last;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      last = --refs_ == 0;
-    }
-    if (last) delete this;
+    if (ledger_.Release()) delete this;
   }
 
  private:
@@ -227,30 +178,20 @@ class InferStream final
     StartRead(read_.get());
   }
 
-  // Finishes the stream once nothing is left to read, answer or write.
-  void MaybeFinish() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (finished_ || !reads_done_ || pending_ > 0 || writing_) return;
-      finished_ = true;
-    }
-    Finish(grpc::Status::OK);
+  void Do(const Ledger::Next& next) {
+    if (next.read) NextRead();
+    if (next.write != nullptr) StartWrite(next.write->get());
+    if (next.finish) Finish(grpc::Status::OK);
   }
 
   const KServeService* const service_;
   const batching::TimePoint call_deadline_;
+  // The outstanding read's request: written by whoever starts the read (the
+  // constructor, or the event the ledger told to read), then taken by
+  // OnReadDone before it reports the read to the ledger.
   std::unique_ptr<ModelInferRequest> read_;
   std::atomic<bool> cancelled_{false};
-  std::mutex mu_;
-  std::deque<std::unique_ptr<ModelStreamInferResponse>> writes_;
-  // No read is outstanding because writes_ is full.
-  bool reading_paused_ = false;
-  int refs_ = 1;      // gRPC's, until OnDone
-  int pending_ = 0;   // requests read and not yet answered
-  bool writing_ = false;
-  bool reads_done_ = false;
-  bool broken_ = false;  // a write failed: the client is gone
-  bool finished_ = false;
+  Ledger ledger_;
 };
 
 // One request read from a stream. Owns the request and its answer until the
@@ -296,27 +237,19 @@ class StreamInferCall final : public InferCall {
 
 void InferStream::OnReadDone(bool ok) {
   if (!ok) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      reads_done_ = true;
-    }
-    MaybeFinish();
+    Do(ledger_.ReadsDone());
     return;
   }
-  bool pause;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++pending_;
-    ++refs_;
-    pause = writes_.size() >= kMaxUnwrittenAnswers;
-    reading_paused_ = pause;
-  }
-  auto* call = new StreamInferCall(this, std::move(read_),
+  // Take the request before telling the ledger: once it says to pause, a
+  // WriteDone on another thread may resume reading into a new read_.
+  std::unique_ptr<ModelInferRequest> request = std::move(read_);
+  const Ledger::Next next = ledger_.RequestRead();  // the call's reference
+  auto* call = new StreamInferCall(this, std::move(request),
                                    service_->metrics()->unknown_model());
   // Read the next request before this one can complete (and perhaps finish
-  // nothing: pending_ is already counted), unless the client is not reading
-  // its answers: then OnWriteDone reads on once they drain.
-  if (!pause) NextRead();
+  // nothing: the ledger already counts it), unless the client is not reading
+  // its answers: then a WriteDone resumes reading once they drain.
+  Do(next);
   if (absl::Status s =
           call->Start(*service_, call->request(), call->response(), call_deadline_);
       !s.ok()) {

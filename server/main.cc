@@ -490,6 +490,8 @@ int main(int argc, char** argv) {
   if ((*server)->metrics_port() != 0) {
     LogInfo(absl::StrCat("serving metrics on port ", (*server)->metrics_port(),
                          " (/metrics)"));
+  } else {
+    LogInfo("metrics off (--allow-metrics false): no /metrics endpoint");
   }
   // Tests and scripts read the port from this line.
   LogInfo(absl::StrCat("serving gRPC on port ", (*server)->port(), " (",

@@ -6,6 +6,7 @@
 // Faults from clients (disconnects, readers that never read, idle
 // connections, floods) are in tests/python/fault_test.py.
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <string>
 #include <vector>
@@ -47,11 +48,14 @@ v1::ClassifyRequest Request(const std::string& model, uint64_t seed,
 }
 
 // The batch of eight forms at once (max_batch_size 8, a 10 s delay it never
-// reaches), two of its requests make the model raise: only those two get
-// INTERNAL with the model's message; the six others, which shared their
-// batch, are answered as if alone. The metrics count one batch of 8 and
-// eight single runs, 6 OK and 2 INTERNAL, nothing else.
-TEST(FaultTest, ModelRaisingOnOneRequestFailsOnlyThatRequestOfTheBatch) {
+// reaches), from both protocols: the even requests are KServe ModelInfer
+// calls, the odd ones Classify calls. Two of them (one of each protocol)
+// make the model raise: only those two get INTERNAL with the model's
+// message; the six others, which shared their batch, are answered as if
+// alone, with the logits the model gives them run directly. The metrics
+// count one batch of 8 and eight single runs, 6 OK and 2 INTERNAL, nothing
+// else, and nothing is left in flight.
+TEST(FaultTest, ModelRaisingOnOneRequestFailsOnlyThatRequestOfTheBatchOnBothProtocols) {
   TempDir repo;
   WriteScriptModel(repo.path(), "failing",
                    ModelConfigText("failing", 8, kT, kH, kW, kClasses,
@@ -59,32 +63,64 @@ TEST(FaultTest, ModelRaisingOnOneRequestFailsOnlyThatRequestOfTheBatch) {
                    FailingForward(), kClasses);
   auto server = ServerProcess::Start({"--model-repository", repo.path()});
   ASSERT_NE(server, nullptr);
-  std::vector<std::future<CallResult>> calls;
+  const auto raises = [](int i) { return i == 2 || i == 5; };
+  std::vector<std::future<CallResult>> classify(8);
+  std::vector<std::future<InferResult>> infer(8);
   for (int i = 0; i < 8; ++i) {
-    calls.push_back(CallAsync(server->Channel(), Request("failing", i, i == 2 || i == 5)));
-  }
-  for (int i = 0; i < 8; ++i) {
-    const CallResult r = calls[i].get();
-    const std::string direct_path = repo.path() + "/failing/1/model.pt";
-    if (i == 2 || i == 5) {
-      EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INTERNAL) << i;
-      EXPECT_NE(r.status.error_message().find("boom: saturated pixels"), std::string::npos)
-          << r.status.error_message();
-    } else {
-      ASSERT_TRUE(r.status.ok()) << i << ": " << r.status.error_message();
-      const std::vector<float> want = DirectModelLogits(
-          direct_path, Request("failing", i).clip().data(), kT, kH, kW);
-      ASSERT_EQ(r.response.logits_size(), static_cast<int>(want.size()));
-      for (size_t k = 0; k < want.size(); ++k) {
-        EXPECT_NEAR(r.response.logits(k), want[k], 1e-4 * (1 + std::abs(want[k])));
-      }
-      EXPECT_EQ(r.response.timings().batch_size(), 1) << "answered by its run alone";
+    const v1::ClassifyRequest r = Request("failing", i, raises(i));
+    if (i % 2 == 1) {
+      classify[i] = CallAsync(server->Channel(), r);
+      continue;
     }
+    inference::ModelInferRequest k = InferRequest("failing", 1, kT, kH, kW, 0);
+    *k.mutable_raw_input_contents(0) = r.clip().data();
+    infer[i] = InferAsync(server->Channel(), k);
+  }
+  const std::string direct_path = repo.path() + "/failing/1/model.pt";
+  for (int i = 0; i < 8; ++i) {
+    SCOPED_TRACE(absl::StrCat("request ", i, i % 2 == 1 ? " (Classify)" : " (KServe)"));
+    grpc::Status status;
+    std::vector<float> logits;
+    int64_t batch_size = 0;
+    if (i % 2 == 1) {
+      const CallResult r = classify[i].get();
+      status = r.status;
+      logits.assign(r.response.logits().begin(), r.response.logits().end());
+      batch_size = r.response.timings().batch_size();
+    } else {
+      const InferResult r = infer[i].get();
+      status = r.status;
+      if (status.ok()) {
+        const std::string& raw = r.response.raw_output_contents(0);
+        logits.resize(raw.size() / sizeof(float));
+        std::memcpy(logits.data(), raw.data(), logits.size() * sizeof(float));
+        batch_size = r.response.parameters().at("batch_size").int64_param();
+      }
+    }
+    if (raises(i)) {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::INTERNAL);
+      EXPECT_NE(status.error_message().find("boom: saturated pixels"), std::string::npos)
+          << status.error_message();
+      continue;
+    }
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    const std::vector<float> want = DirectModelLogits(
+        direct_path, Request("failing", i).clip().data(), kT, kH, kW);
+    ASSERT_EQ(logits.size(), want.size());
+    for (size_t k = 0; k < want.size(); ++k) {
+      EXPECT_NEAR(logits[k], want[k], 1e-4 * (1 + std::abs(want[k])));
+    }
+    EXPECT_EQ(batch_size, 1) << "answered by its run alone";
   }
   const std::string scrape = server->ScrapeMetrics();
   EXPECT_EQ(MetricValue(scrape, Series("clipserve_requests_total", "failing", "OK")), 6);
   EXPECT_EQ(MetricValue(scrape, Series("clipserve_requests_total", "failing", "INTERNAL")), 2);
   EXPECT_EQ(MetricValue(scrape, Series("clipserve_batch_executions_total", "failing")), 9);
+  // Eight runs of one clip (the retries), and one batch of eight.
+  const std::string sizes = "clipserve_batch_size_bucket{model=\"failing\",version=\"1\",le=";
+  EXPECT_EQ(MetricValue(scrape, sizes + "\"1\"}"), 8);
+  EXPECT_EQ(MetricValue(scrape, sizes + "\"7\"}"), 8);
+  EXPECT_EQ(MetricValue(scrape, sizes + "\"8\"}"), 9);
   EXPECT_EQ(MetricValue(scrape, Series("clipserve_inflight_requests", "failing")), 0);
   EXPECT_EQ(MetricValue(scrape, Series("clipserve_model_ready", "failing")), 1);
   EXPECT_EQ(Health(server->Channel(), ""), HealthCheckResponse::SERVING);
