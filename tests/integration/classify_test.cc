@@ -219,8 +219,9 @@ TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
   // "held" keeps requests for 1 s and queues at most 2.
   auto a = CallAsync(Channel(), Request("held", 1));
   auto b = CallAsync(Channel(), Request("held", 2));
-  // Let both arrive; then the third must be refused at once.
-  std::this_thread::sleep_for(milliseconds(300));
+  // Both queued (the server's gauge says so); then the third must be
+  // refused at once.
+  ASSERT_EQ(server_->WaitForMetric("clipserve_queue_depth{model=\"held\",version=\"1\"}", 2), 2);
   const auto start = std::chrono::steady_clock::now();
   CallResult c = Call(Channel(), Request("held", 3));
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
@@ -249,7 +250,8 @@ TEST_F(ClassifyTest, MetricsShowQueuedAndInflightRequestsThenTheirBatch) {
   ASSERT_GE(ones_before, 0) << before;
   auto a = CallAsync(Channel(), Request("held", 11));
   auto b = CallAsync(Channel(), Request("held", 12));
-  std::this_thread::sleep_for(milliseconds(400));  // both wait out the 1 s delay
+  // Both wait out the 1 s delay: seen queued, then everything else is read.
+  ASSERT_EQ(server_->WaitForMetric("clipserve_queue_depth{" + held + "}", 2), 2);
   std::string scrape = server_->ScrapeMetrics();
   EXPECT_EQ(MetricValue(scrape, "clipserve_queue_depth{" + held + "}"), 2) << scrape;
   EXPECT_EQ(MetricValue(scrape, "clipserve_inflight_requests{" + held + "}"), 2);
