@@ -1,0 +1,75 @@
+// --grpc-max-concurrent-streams on the real binary: a connection's calls
+// beyond the limit wait on the client's side (HTTP/2), never reaching the
+// server, while other connections' calls go through.
+#include <signal.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "tests/integration/calls.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
+
+namespace clipserve::testing {
+namespace {
+
+constexpr int kT = 4, kH = 16, kW = 16, kClasses = 5;
+
+// "four" forms a batch only from four waiting requests (max_batch_size 4,
+// a one-hour delay). With a limit of 2 calls a connection: connection A
+// opens three calls, the third held by HTTP/2 on the client; connection B
+// opens two. The first batch is therefore A's first two and B's two, never
+// A's third, which reaches the server only once a call of A has ended, and
+// then waits alone.
+TEST(ConnectionLimitsTest, CallsBeyondTheStreamLimitWaitOnTheClientNotTheServer) {
+  TempDir repo;
+  WriteTinyModel(repo.path(), "four",
+                 ModelConfigText("four", 4, kT, kH, kW, kClasses,
+                                 "dynamic_batching { max_queue_delay_microseconds: 3600000000 }"),
+                 3);
+  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
+      {"--model-repository", repo.path(), "--grpc-max-concurrent-streams", "2"});
+  ASSERT_NE(server, nullptr);
+  const std::string depth = Series("clipserve_queue_depth", "four");
+  const auto a = server->Channel();  // one connection each
+  const auto b = server->Channel();
+
+  std::future<CallResult> a1 = CallAsync(a, ClipRequest("four", kT, kH, kW, 1));
+  std::future<CallResult> a2 = CallAsync(a, ClipRequest("four", kT, kH, kW, 2));
+  ASSERT_EQ(server->WaitForMetric(depth, 2), 2);
+  // Held by the client: A has two calls open.
+  std::future<CallResult> a3 =
+      CallAsync(a, ClipRequest("four", kT, kH, kW, 3), std::chrono::seconds(600));
+  std::future<CallResult> b1 = CallAsync(b, ClipRequest("four", kT, kH, kW, 4));
+  ASSERT_EQ(server->WaitForMetric(depth, 3), 3);
+  std::future<CallResult> b2 = CallAsync(b, ClipRequest("four", kT, kH, kW, 5));
+  for (std::future<CallResult>* f : {&a1, &a2, &b1, &b2}) {
+    const CallResult r = f->get();
+    ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+    EXPECT_EQ(r.response.timings().batch_size(), 4);
+  }
+  // A's third call now reaches the server, and waits for a batch alone.
+  EXPECT_EQ(server->WaitForMetric(depth, 1), 1);
+  EXPECT_EQ(a3.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
+  std::string scrape = server->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_batch_executions_total", "four")), 1);
+  EXPECT_EQ(MetricValue(scrape, Series("clipserve_inflight_requests", "four")), 1);
+  // Three more from B complete its batch.
+  std::vector<std::future<CallResult>> more;
+  for (int i = 0; i < 3; ++i) {
+    more.push_back(CallAsync(server->Channel(), ClipRequest("four", kT, kH, kW, 10 + i)));
+  }
+  const CallResult r3 = a3.get();
+  ASSERT_TRUE(r3.status.ok()) << r3.status.error_message();
+  EXPECT_EQ(r3.response.timings().batch_size(), 4);
+  for (auto& f : more) EXPECT_TRUE(f.get().status.ok());
+  server->Signal(SIGTERM);
+  EXPECT_EQ(server->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace clipserve::testing
