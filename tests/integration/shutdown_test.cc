@@ -25,24 +25,15 @@ using grpc::health::v1::HealthCheckResponse;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
-constexpr int kT = 4, kSide = 32, kClasses = 10;
+// The clip size of StartTinyVideoServer's "tiny".
+constexpr int kT = 4, kSide = 32;
 
 // A server for "tiny" whose one decoder reads videos by URI from `source`.
 std::unique_ptr<ServerProcess> StartWithSource(const TempDir& dir, const SilentSource& source,
                                                const std::string& drain_seconds) {
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
-  return ServerProcess::Start({"--model-repository", repo, "--video-uri-prefix",
-                               source.prefix(), "--video-uri-timeout-seconds", "600",
-                               "--decode-threads", "1", "--drain-timeout-seconds",
-                               drain_seconds});
-}
-
-v1::ClassifyRequest ByUri(const SilentSource& source) {
-  v1::ClassifyRequest r;
-  r.set_model_name("tiny");
-  r.mutable_video()->set_uri(source.prefix() + "a.mp4");
-  return r;
+  return StartTinyVideoServer(dir, {"--video-uri-prefix", source.prefix(),
+                                    "--video-uri-timeout-seconds", "600", "--decode-threads",
+                                    "1", "--drain-timeout-seconds", drain_seconds});
 }
 
 // Health of `service` once it is NOT_SERVING (polled for up to 30 s): the
@@ -68,11 +59,10 @@ TEST(ShutdownTest, DrainFinishesWaitingVideosAndCutsOffOpenCallsAtTheDrainTimeou
   SilentSource source;
   std::unique_ptr<ServerProcess> server = StartWithSource(dir, source, "2");
   ASSERT_NE(server, nullptr);
-  v1::ClassifyRequest upload;
-  upload.set_model_name("tiny");
-  upload.mutable_video()->set_data(MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, kX264Args));
+  const v1::ClassifyRequest upload =
+      UploadRequest("tiny", MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, kX264Args));
 
-  std::future<CallResult> held = CallAsync(server->Channel(), ByUri(source));
+  std::future<CallResult> held = CallAsync(server->Channel(), UriRequest("tiny", source.prefix() + "a.mp4"));
   ASSERT_TRUE(source.Accept(seconds(60))) << "the decoder never read the source";
   std::future<CallResult> waiting = CallAsync(server->Channel(), upload);
   ASSERT_EQ(server->WaitForMetric("clipserve_decode_queue_depth", 1), 1);
@@ -118,7 +108,7 @@ TEST(ShutdownTest, ASecondSignalExitsAtOnceWithStatus1) {
   SilentSource source;
   std::unique_ptr<ServerProcess> server = StartWithSource(dir, source, "30");
   ASSERT_NE(server, nullptr);
-  std::future<CallResult> held = CallAsync(server->Channel(), ByUri(source));
+  std::future<CallResult> held = CallAsync(server->Channel(), UriRequest("tiny", source.prefix() + "a.mp4"));
   ASSERT_TRUE(source.Accept(seconds(60))) << "the decoder never read the source";
   server->Signal(SIGTERM);
   ASSERT_TRUE(server->WaitForLog("draining", milliseconds(30000)));

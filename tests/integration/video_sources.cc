@@ -30,6 +30,29 @@ std::string MakeVideo(const std::string& dir, const std::string& name,
   return bytes.str();
 }
 
+std::unique_ptr<ServerProcess> StartTinyVideoServer(const TempDir& dir,
+                                                    const std::vector<std::string>& args) {
+  const std::string repo = absl::StrCat(dir.path(), "/models");
+  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, 4, 32, 32, 10, ""), 3);
+  std::vector<std::string> all = {"--model-repository", repo};
+  all.insert(all.end(), args.begin(), args.end());
+  return ServerProcess::Start(all);
+}
+
+v1::ClassifyRequest UploadRequest(const std::string& model, const std::string& bytes) {
+  v1::ClassifyRequest r;
+  r.set_model_name(model);
+  r.mutable_video()->set_data(bytes);
+  return r;
+}
+
+v1::ClassifyRequest UriRequest(const std::string& model, const std::string& uri) {
+  v1::ClassifyRequest r;
+  r.set_model_name(model);
+  r.mutable_video()->set_uri(uri);
+  return r;
+}
+
 SilentSource::SilentSource() {
   listener_ = socket(AF_INET, SOCK_STREAM, 0);
   EXPECT_GE(listener_, 0);

@@ -5,8 +5,13 @@
 #define CLIPSERVE_TESTS_INTEGRATION_VIDEO_SOURCES_H_
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "clipserve/v1/video_classifier.pb.h"
+#include "tests/integration/server_process.h"
+#include "tests/integration/test_models.h"
 
 namespace clipserve::testing {
 
@@ -18,6 +23,17 @@ std::string MakeVideo(const std::string& dir, const std::string& name,
 
 // H.264 in MP4, yuv420p: the codec arguments most tests use.
 inline constexpr char kX264Args[] = "-c:v libx264 -pix_fmt yuv420p";
+
+// Writes <dir>/models holding "tiny", a TinyVideoNet taking [3, 4, 32, 32]
+// clips (10 classes, max_batch_size 4), and starts clipserve on it with
+// `args` added; null if it did not start.
+std::unique_ptr<ServerProcess> StartTinyVideoServer(const TempDir& dir,
+                                                    const std::vector<std::string>& args);
+
+// A Classify request for `model` whose video is `bytes`, uploaded.
+v1::ClassifyRequest UploadRequest(const std::string& model, const std::string& bytes);
+// A Classify request for `model` whose video is read from `uri`.
+v1::ClassifyRequest UriRequest(const std::string& model, const std::string& uri);
 
 // A video source on loopback that takes TCP connections and never answers:
 // a stalled server. Accept() takes the next connection, so that a test

@@ -60,7 +60,7 @@ class VideoTest : public ::testing::Test {
                   .release();
     ASSERT_NE(server_, nullptr);
     h264_ = MakeVideo(dir_->path(), "a.mp4", "320x240", 2, 25,
-                      "-c:v libx264 -pix_fmt yuv420p");
+                      kX264Args);
   }
   static void TearDownTestSuite() {
     if (server_ != nullptr) {
@@ -110,7 +110,7 @@ TEST_F(VideoTest, SeveralContainersAndCodecs) {
     std::string name, size, args;
     int fps;
   } cases[] = {
-      {"portrait.mkv", "180x320", "-c:v libx264 -pix_fmt yuv420p", 30},
+      {"portrait.mkv", "180x320", kX264Args, 30},
       {"mpeg4.avi", "320x240", "-c:v mpeg4", 12},
       {"mjpeg.avi", "200x150", "-c:v mjpeg -pix_fmt yuvj420p", 25},
       {"vp9.webm", "160x120", "-c:v libvpx-vp9 -b:v 200k", 24},
@@ -259,12 +259,12 @@ TEST(DecodeDeviceTest, CudaWithoutADeviceDecodesOnTheCpuWarnsOnceAndCounts) {
   WriteTinyModel(repo, "tiny",
                  ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
   setenv("CUDA_VISIBLE_DEVICES", "", 1);
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--decode-device", "cuda"});
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--decode-device", "cuda"});
   unsetenv("CUDA_VISIBLE_DEVICES");
   ASSERT_NE(server, nullptr);
   const std::string video = MakeVideo(dir.path(), "a.mp4", "320x240", 1, 25,
-                                      "-c:v libx264 -pix_fmt yuv420p");
+                                      kX264Args);
   for (int i = 0; i < 2; ++i) {
     CallResult r = Classify(*server, "tiny", video);
     ASSERT_TRUE(r.status.ok()) << r.status.error_message();
@@ -284,7 +284,7 @@ TEST(BuiltinModelTest, ClassifiesAGeneratedVideoOutOfTheBox) {
   TempDir dir;
   std::unique_ptr<ServerProcess> server = ServerProcess::Start({});
   ASSERT_NE(server, nullptr);
-  MakeVideo(dir.path(), "demo.mp4", "640x360", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
+  MakeVideo(dir.path(), "demo.mp4", "640x360", 2, 25, kX264Args);
   ServerProcess::Output out = ServerProcess::RunCommand(
       absl::StrCat(CLIPSERVE_CLIENT_BINARY, " --server ", server->address(), " ",
                    dir.path(), "/demo.mp4"));
@@ -319,15 +319,13 @@ CallResult ClassifyUri(ServerProcess& server, const std::string& uri,
 // is refused before a byte is read.
 TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
   TempDir dir;
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
   const std::string allowed = absl::StrCat(dir.path(), "/allowed");
   std::filesystem::create_directories(allowed);
   const std::string bytes =
-      MakeVideo(allowed, "a.mp4", "320x240", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
-  MakeVideo(dir.path(), "secret.mp4", "320x240", 2, 25, "-c:v libx264 -pix_fmt yuv420p");
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-uri-prefix",
+      MakeVideo(allowed, "a.mp4", "320x240", 2, 25, kX264Args);
+  MakeVideo(dir.path(), "secret.mp4", "320x240", 2, 25, kX264Args);
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-uri-prefix",
        absl::StrCat("file://", allowed, "/")});
   ASSERT_NE(server, nullptr);
 
@@ -371,16 +369,14 @@ TEST(VideoUriTest, ReadsOnlyUnderItsPrefixesAndClassifiesAsTheBytes) {
 // again for the next video.
 TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
   TempDir dir;
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
   // Its connections wait in the backlog: connecting succeeds, no answer comes.
   SilentSource source;
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-uri-prefix", source.prefix(),
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-uri-prefix", source.prefix(),
        "--video-uri-timeout-seconds", "1", "--decode-threads", "1"});
   ASSERT_NE(server, nullptr);
   const std::string bytes =
-      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p");
+      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, kX264Args);
 
   const auto start = std::chrono::steady_clock::now();
   CallResult stalled = ClassifyUri(*server, source.prefix() + "a.mp4");
@@ -389,9 +385,7 @@ TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
               "no video within 1000 ms (--video-uri-timeout-seconds)");
   EXPECT_LT(took, std::chrono::seconds(30)) << "given up at the timeout, not the client's deadline";
   // The one decoder is free: an uploaded video is decoded and classified.
-  v1::ClassifyRequest upload;
-  upload.set_model_name("tiny");
-  upload.mutable_video()->set_data(bytes);
+  const v1::ClassifyRequest upload = UploadRequest("tiny", bytes);
   CallResult served = Call(server->Channel(), upload);
   EXPECT_TRUE(served.status.ok()) << served.status.error_message();
   server->Signal(SIGTERM);
@@ -408,22 +402,16 @@ TEST(VideoUriStallTest, AStalledSourceIsGivenUpAndTheDecoderServesOn) {
 // server's own counts say so: a code for each, one decode.
 TEST(DecodeQueueTest, ABurstPastTheQueueIsRefusedAndWaitingVideosAreCheckedBeforeDecoding) {
   TempDir dir;
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
   SilentSource source;
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-uri-prefix", source.prefix(),
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-uri-prefix", source.prefix(),
        "--video-uri-timeout-seconds", "600", "--decode-threads", "1",
        "--decode-queue-size", "3"});
   ASSERT_NE(server, nullptr);
   EXPECT_EQ(MetricValue(server->ScrapeMetrics(), "clipserve_decode_queue_capacity"), 3);
-  v1::ClassifyRequest upload;
-  upload.set_model_name("tiny");
-  upload.mutable_video()->set_data(
-      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p"));
-  v1::ClassifyRequest by_uri;
-  by_uri.set_model_name("tiny");
-  by_uri.mutable_video()->set_uri(source.prefix() + "a.mp4");
+  const v1::ClassifyRequest upload = UploadRequest(
+      "tiny", MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, kX264Args));
+  const v1::ClassifyRequest by_uri = UriRequest("tiny", source.prefix() + "a.mp4");
 
   std::future<CallResult> held = CallAsync(server->Channel(), by_uri);
   ASSERT_TRUE(source.Accept(std::chrono::seconds(60))) << "the decoder never read the source";
@@ -482,14 +470,12 @@ TEST(DecodeQueueTest, ABurstPastTheQueueIsRefusedAndWaitingVideosAreCheckedBefor
 // answered.
 TEST(VideoLimitFlagsTest, EachLimitRefusesWithItsMessageAndTheServerServesOn) {
   TempDir dir;
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-max-side", "200", "--video-max-frames", "40",
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-max-side", "200", "--video-max-frames", "40",
        "--video-max-seconds", "2", "--video-max-bytes", "100000",
        "--max-request-bytes", "200000", "--decode-threads", "1"});
   ASSERT_NE(server, nullptr);
-  const std::string x264 = "-c:v libx264 -pix_fmt yuv420p";
+  const std::string x264 = kX264Args;
   const std::string within = MakeVideo(dir.path(), "ok.mp4", "160x120", 1, 25, x264);
   ASSERT_LT(within.size(), 100000u);
   struct Case {
@@ -535,14 +521,12 @@ TEST(VideoLimitFlagsTest, EachLimitRefusesWithItsMessageAndTheServerServesOn) {
 // that need no decoder are served meanwhile.
 TEST(VideoDecodeTimeoutTest, ADecodePastTheLimitIsGivenUpAndTheDecoderServesOn) {
   TempDir dir;
-  const std::string repo = absl::StrCat(dir.path(), "/models");
-  WriteTinyModel(repo, "tiny", ModelConfigText("tiny", 4, kT, kSide, kSide, kClasses, ""), 3);
-  std::unique_ptr<ServerProcess> server = ServerProcess::Start(
-      {"--model-repository", repo, "--video-decode-timeout-seconds", "0.000001",
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-decode-timeout-seconds", "0.000001",
        "--decode-threads", "1"});
   ASSERT_NE(server, nullptr);
   const std::string video =
-      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, "-c:v libx264 -pix_fmt yuv420p");
+      MakeVideo(dir.path(), "a.mp4", "160x120", 1, 25, kX264Args);
   v1::ClassifyRequest clip;
   clip.set_model_name("tiny");
   *clip.mutable_clip() = client::RandomClip(v1::UINT8, kT, kSide, kSide, 7);
