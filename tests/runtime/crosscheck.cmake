@@ -17,7 +17,7 @@ if(EXISTS ${PROJECT_SOURCE_DIR}/runtime/i3d.h)
   # ~10 s and the whole binary ~30 s, far below the limit.
   gtest_discover_tests(i3d_crosscheck_test
     DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT 600)
+    PROPERTIES TIMEOUT 600 LABELS cpu_heavy PROCESSORS 2)
 endif()
 
 add_test(NAME convert_checkpoint_py

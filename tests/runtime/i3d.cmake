@@ -11,4 +11,6 @@ target_compile_definitions(i3d_test PRIVATE
   CLIPSERVE_I3D_MAKE_PTH="${CMAKE_CURRENT_SOURCE_DIR}/i3d_make_pth.py"
   CLIPSERVE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
 clipserve_target_defaults(i3d_test)
-gtest_discover_tests(i3d_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+# Full-size I3D forwards use every core (LibTorch's threads).
+gtest_discover_tests(i3d_test DISCOVERY_TIMEOUT 60
+  PROPERTIES TIMEOUT 600 LABELS cpu_heavy PROCESSORS 2)
