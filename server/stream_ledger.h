@@ -5,15 +5,15 @@
 // read, reads ended, an answer was delivered, a write completed, a reference
 // was dropped) and the ledger says what the caller must do now.
 //
-//   StreamLedger<std::unique_ptr<Response>> ledger;    // one read outstanding
-//   OnReadDone(ok):  Next n = ok ? ledger.RequestRead() : ledger.ReadsDone();
-//                    (ok: hand the request to a call, which now holds a
-//                    reference and will Deliver exactly once)
-//   call answers:    Next n = ledger.Delivered(std::move(answer)); Do(n);
+//   StreamLedger<std::unique_ptr<Response>> ledger;  // one read outstanding
+//   OnReadDone(!ok): Do(ledger.ReadsDone());
+//   OnReadDone(ok):  take the request; Do(ledger.RequestRead()); hand the
+//                    request to a call (it holds the reference just taken)
+//   call answers:    Do(ledger.Delivered(std::move(answer)));
 //                    if (ledger.Release()) delete stream;
-//   OnWriteDone(ok): Next n = ledger.WriteDone(ok);
+//   OnWriteDone(ok): Do(ledger.WriteDone(ok));
 //   OnDone:          if (ledger.Release()) delete stream;
-//   Do(n): if (n.read) StartRead(...);  if (n.write) StartWrite(*n.write);
+//   Do(n): if (n.read) StartRead(...);  if (n.write) StartWrite(n.write->get());
 //          if (n.finish) Finish(OK);
 //
 // The rules, each proven in tests/server/stream_ledger_test.cc:
@@ -48,6 +48,8 @@
 // one being implicit), WriteDone() only for the write in flight, Delivered()
 // once per RequestRead() and before that call's Release(). An answer told to
 // write (Next::write) stays where it is, untouched, until its WriteDone().
+// Once RequestRead() returned, another thread's WriteDone() may resume
+// reading: take what the finished read filled before reporting it.
 //
 // Thread-safe: one mutex, held only inside the ledger's methods; the caller
 // acts on a Next after the method returned. No allocation per request other
@@ -170,6 +172,8 @@ class StreamLedger {
   bool writing_ = false;
   bool reads_done_ = false;
   bool broken_ = false;  // a write failed: the client is gone
+  // Said finish. Under the protocol no event asks again once finish was
+  // said (nothing is left to read, deliver or write); kept as a guard.
   bool finished_ = false;
 };
 

@@ -1029,7 +1029,9 @@ def case_idle(ctx):
               f"each of the {N_IDLE} idle connections got the server's SETTINGS frame "
               f"({len(pending)} did not)")
         fds_peak = server.fds()
-        check(fds_peak >= fds0 + N_IDLE,
+        # fds0 may still count a descriptor or two of the connections of the
+        # cases before, which close meanwhile: FD_SLACK of them.
+        check(fds_peak >= fds0 + N_IDLE - FD_SLACK,
               f"the server holds a descriptor for each: {fds0} -> {fds_peak}")
         # A new client is served while they sit there.
         ch = new_channel(server)

@@ -1,9 +1,10 @@
+// The rules of server/stream_ledger.h, one test each, then every order of
+// events on a short stream, then the ledger driven from several threads.
 #include "server/stream_ledger.h"
 
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <random>
