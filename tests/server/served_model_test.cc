@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -313,6 +314,152 @@ TEST(HangWatchdogTest, ItsThreadFindsAHungBatchAndTellsOnce) {
   EXPECT_EQ(model->metrics().hangs().Value(), 1);
   fake->Release();
   EXPECT_TRUE(result.get().status.ok());
+}
+
+// A task that counts how often, and how, it was answered (from a lane, the
+// expiry thread or the caller), for the races below.
+class CountingTask : public InferenceTask {
+ public:
+  CountingTask(const std::vector<uint8_t>& clip, std::atomic<int>* answered)
+      : answered_(answered) {
+    runtime::ClipView v;
+    v.shape = Spec().input;
+    v.data = clip.data();
+    set_clip(v, 1);
+  }
+  void Complete(absl::Span<const float>, int64_t, const ExecutionStats&) override {
+    completed_.fetch_add(1);
+    answered_->fetch_add(1);
+  }
+  void Fail(const absl::Status& status) override {
+    code_.store(status.code());
+    failed_.fetch_add(1);
+    answered_->fetch_add(1);
+  }
+  int answers() const { return completed_.load() + failed_.load(); }
+  bool completed() const { return completed_.load() == 1; }
+  absl::StatusCode code() const { return code_.load(); }
+
+ private:
+  std::atomic<int>* const answered_;
+  std::atomic<int> completed_{0}, failed_{0};
+  std::atomic<absl::StatusCode> code_{absl::StatusCode::kOk};
+};
+
+// Waits (bounded) until `answered` reaches `n`.
+bool WaitForAnswers(const std::atomic<int>& answered, int n) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (answered.load() < n && std::chrono::steady_clock::now() < until) {
+    std::this_thread::yield();
+  }
+  return answered.load() >= n;
+}
+
+// Clients cancelling (gRPC's OnCancel, on its own threads) while two lanes
+// run batches: every task is answered exactly once, either computed or
+// CANCELLED, never both and never twice. Under ThreadSanitizer in CI.
+TEST(ServedModelRaceTest, CancellationsRacingCompletionsAnswerEachTaskExactlyOnce) {
+  Metrics metrics;
+  std::unique_ptr<ServedModel> model = Serve(std::make_unique<FakeBackend>(2), &metrics);
+  model->GoLive();
+  // Fewer than the queue holds (max_queue_size 1024): none is refused.
+  constexpr int kTasks = 1000;
+  const std::vector<uint8_t> clip(12, 0);
+  std::atomic<int> answered{0};
+  std::vector<std::unique_ptr<CountingTask>> tasks;
+  for (int i = 0; i < kTasks; ++i) {
+    tasks.push_back(std::make_unique<CountingTask>(clip, &answered));
+  }
+  std::atomic<int> enqueued{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kTasks; i += 2) {
+        EXPECT_TRUE(model->Enqueue(tasks[i].get()).ok()) << "task " << i;
+        enqueued.fetch_add(1);
+      }
+    });
+  }
+  // Cancels every third task, as soon as it is queued, racing the lanes.
+  threads.emplace_back([&] {
+    for (int i = 0; i < kTasks; i += 3) {
+      while (enqueued.load() <= i) std::this_thread::yield();
+      tasks[i]->OnCallCancelled();
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  ASSERT_TRUE(WaitForAnswers(answered, kTasks)) << answered.load() << " of " << kTasks;
+  model->Shutdown();
+  int cancelled = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_EQ(tasks[i]->answers(), 1) << "task " << i;
+    if (tasks[i]->completed()) continue;
+    EXPECT_EQ(tasks[i]->code(), absl::StatusCode::kCancelled) << "task " << i;
+    EXPECT_EQ(i % 3, 0) << "task " << i << " was never cancelled";
+    ++cancelled;
+  }
+  EXPECT_EQ(answered.load(), kTasks);
+  EXPECT_LE(cancelled, (kTasks + 2) / 3);
+}
+
+// Calls arriving while the server drains: Shutdown() races two threads that
+// keep enqueueing until the model refuses them as drained (UNAVAILABLE).
+// Every task the model accepted is answered exactly once, computed, by the
+// time Shutdown() returns (a drain answers what it took); every task it
+// refused (UNAVAILABLE, or RESOURCE_EXHAUSTED while its queue was full) is
+// never answered by it.
+TEST(ServedModelRaceTest, DrainRacingNewCallsAnswersEveryAcceptedTaskOnce) {
+  Metrics metrics;
+  std::unique_ptr<ServedModel> model = Serve(std::make_unique<FakeBackend>(2), &metrics);
+  model->GoLive();
+  // More than can be enqueued before the drain: the callers stop at their
+  // first UNAVAILABLE.
+  constexpr int kTasks = 100000;
+  const std::vector<uint8_t> clip(12, 0);
+  std::atomic<int> answered{0};
+  std::vector<std::unique_ptr<CountingTask>> tasks;
+  tasks.reserve(kTasks);
+  for (int i = 0; i < kTasks; ++i) {
+    tasks.push_back(std::make_unique<CountingTask>(clip, &answered));
+  }
+  std::vector<std::atomic<bool>> accepted(kTasks);
+  std::atomic<int> tried{0}, unavailable{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = t; i < kTasks; i += 2) {
+        const absl::Status s = model->Enqueue(tasks[i].get());
+        accepted[i].store(s.ok());
+        tried.fetch_add(1);
+        if (s.code() == absl::StatusCode::kUnavailable) {
+          unavailable.fetch_add(1);
+          return;
+        }
+        if (!s.ok()) {
+          EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+        }
+      }
+    });
+  }
+  // Drains once 500 calls were made, while the rest arrive.
+  while (tried.load() < 500) std::this_thread::yield();
+  model->Shutdown();
+  const int answered_at_drain_end = answered.load();
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(unavailable.load(), 2) << "each caller ran into the drain";
+  int taken = 0;
+  for (int i = 0; i < kTasks; ++i) {
+    if (accepted[i].load()) {
+      ++taken;
+      EXPECT_EQ(tasks[i]->answers(), 1) << "accepted task " << i;
+      EXPECT_TRUE(tasks[i]->completed()) << "accepted task " << i;
+    } else {
+      EXPECT_EQ(tasks[i]->answers(), 0) << "refused or untried task " << i;
+    }
+  }
+  EXPECT_GE(taken, 1);
+  EXPECT_EQ(answered.load(), taken);
+  EXPECT_EQ(answered_at_drain_end, taken) << "Shutdown() returned before answering all it took";
 }
 
 }  // namespace
