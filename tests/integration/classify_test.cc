@@ -2,6 +2,7 @@
 // gRPC stubs.
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
 #include <future>
@@ -216,7 +217,14 @@ TEST_F(ClassifyTest, ConcurrentClientsShareBatchesAndEachGetsItsOwnAnswer) {
 }
 
 TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
-  // "held" keeps requests for 1 s and queues at most 2.
+  // "held" keeps requests for 1 s and queues at most 2, which its capacity
+  // gauge says.
+  const std::string held = "model=\"held\",version=\"1\"";
+  const std::string refused =
+      "clipserve_requests_total{code=\"RESOURCE_EXHAUSTED\"," + held + "}";
+  const std::string before = server_->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(before, "clipserve_queue_capacity{" + held + "}"), 2);
+  const double refused_before = std::max(0.0, MetricValue(before, refused));
   auto a = CallAsync(Channel(), Request("held", 1));
   auto b = CallAsync(Channel(), Request("held", 2));
   // Both queued (the server's gauge says so); then the third must be
@@ -228,6 +236,7 @@ TEST_F(ClassifyTest, FullQueueRefusesWithResourceExhausted) {
   EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_NE(c.status.error_message().find("max_queue_size 2"), std::string::npos)
       << c.status.error_message();
+  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), refused), refused_before + 1);
   // The queued two are answered, together.
   CallResult ra = a.get(), rb = b.get();
   ASSERT_TRUE(ra.status.ok()) << ra.status.error_message();
