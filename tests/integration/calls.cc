@@ -82,7 +82,8 @@ void ExpectError(const CallResult& r, grpc::StatusCode code,
 }
 
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(
-    const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+    grpc::Status* status_out) {
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -90,7 +91,11 @@ grpc::health::v1::HealthCheckResponse::ServingStatus Health(
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
   const grpc::Status status = stub->Check(&context, request, &response);
-  EXPECT_TRUE(status.ok()) << status.error_message();
+  if (status_out != nullptr) {
+    *status_out = status;
+  } else {
+    EXPECT_TRUE(status.ok()) << status.error_message();
+  }
   return response.status();
 }
 

@@ -62,10 +62,11 @@ std::future<InferResult> InferAsync(
 void ExpectError(const CallResult& r, grpc::StatusCode code,
                  const std::string& fragment);
 
-// grpc.health.v1 Check of `service` ("" for the whole server); the check
-// itself must succeed.
+// grpc.health.v1 Check of `service` ("" for the whole server). The call's
+// status goes to `status` when given; without it, the call must succeed.
 grpc::health::v1::HealthCheckResponse::ServingStatus Health(
-    const std::shared_ptr<grpc::Channel>& channel, const std::string& service);
+    const std::shared_ptr<grpc::Channel>& channel, const std::string& service,
+    grpc::Status* status = nullptr);
 
 // A model's series as the server exposes it: name{code="CODE",model="M",
 // version="1"} (no code label when `code` is empty).

@@ -18,6 +18,7 @@
 #include "client/npy.h"
 #include "clipserve/v1/video_classifier.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tests/integration/calls.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
 
@@ -37,43 +38,6 @@ v1::ClassifyRequest Request(const std::string& model, uint64_t seed,
   r.set_return_logits(true);
   *r.mutable_clip() = client::RandomClip(dtype, kT, kH, kW, seed);
   return r;
-}
-
-struct CallResult {
-  grpc::Status status;
-  v1::ClassifyResponse response;
-};
-
-CallResult Call(const std::shared_ptr<grpc::Channel>& channel,
-                const v1::ClassifyRequest& request,
-                milliseconds timeout = milliseconds(60000)) {
-  auto stub = v1::VideoClassifier::NewStub(channel);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + timeout);
-  CallResult r;
-  r.status = stub->Classify(&context, request, &r.response);
-  return r;
-}
-
-std::future<CallResult> CallAsync(const std::shared_ptr<grpc::Channel>& channel,
-                                  v1::ClassifyRequest request,
-                                  milliseconds timeout = milliseconds(60000)) {
-  return std::async(std::launch::async, [channel, request, timeout] {
-    return Call(channel, request, timeout);
-  });
-}
-
-HealthCheckResponse::ServingStatus Health(const std::shared_ptr<grpc::Channel>& ch,
-                                          const std::string& service,
-                                          grpc::Status* status) {
-  auto stub = grpc::health::v1::Health::NewStub(ch);
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::health::v1::HealthCheckRequest request;
-  request.set_service(service);
-  HealthCheckResponse response;
-  *status = stub->Check(&context, request, &response);
-  return response.status();
 }
 
 // The logits the model gives for `clip` when run directly with LibTorch.

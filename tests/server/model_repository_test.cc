@@ -70,6 +70,14 @@ std::vector<std::string> Served(const ModelRepository& repo) {
   return out;
 }
 
+// The version Find(model, version) gives, or "error: " and its status.
+std::string Found(const ModelRepository& repo, const std::string& model,
+                  const std::string& version) {
+  absl::StatusOr<std::shared_ptr<ServedModel>> m = repo.Find(model, version);
+  if (!m.ok()) return absl::StrCat("error: ", m.status().ToString());
+  return (*m)->version();
+}
+
 // Every Index() entry as "<name>/<version> <state>".
 std::vector<std::string> IndexLines(const ModelRepository& repo) {
   std::vector<std::string> out;
@@ -108,12 +116,8 @@ TEST(ModelRepositoryLoadTest, DefaultPolicyServesOnlyTheHighestVersion) {
   ASSERT_TRUE(repo.ok()) << repo.status();
 
   EXPECT_THAT(Served(**repo), ElementsAre("m:3"));
-  absl::StatusOr<std::shared_ptr<ServedModel>> latest = (*repo)->Find("m", "");
-  ASSERT_TRUE(latest.ok()) << latest.status();
-  EXPECT_EQ((*latest)->version(), "3");
-  absl::StatusOr<std::shared_ptr<ServedModel>> by_name = (*repo)->Find("", "");
-  ASSERT_TRUE(by_name.ok()) << by_name.status();
-  EXPECT_EQ((*by_name)->version(), "3");
+  EXPECT_EQ(Found(**repo, "m", ""), "3");
+  EXPECT_EQ(Found(**repo, "", ""), "3");
   for (const std::string v : {"1", "2"}) {
     absl::StatusOr<std::shared_ptr<ServedModel>> old = (*repo)->Find("m", v);
     EXPECT_EQ(old.status().code(), absl::StatusCode::kNotFound) << v;
@@ -139,13 +143,10 @@ TEST(ModelRepositoryLoadTest, LatestTwoServesTheHighestTwoVersions) {
   ASSERT_TRUE(repo.ok()) << repo.status();
 
   EXPECT_THAT(Served(**repo), ElementsAre("m:2", "m:3"));
-  absl::StatusOr<std::shared_ptr<ServedModel>> latest = (*repo)->Find("m", "");
-  ASSERT_TRUE(latest.ok()) << latest.status();
-  EXPECT_EQ((*latest)->version(), "3");
-  absl::StatusOr<std::shared_ptr<ServedModel>> two = (*repo)->Find("m", "2");
-  ASSERT_TRUE(two.ok()) << two.status();
-  EXPECT_EQ((*two)->version(), "2");
-  EXPECT_NE(two->get(), latest->get());
+  EXPECT_EQ(Found(**repo, "m", ""), "3");
+  EXPECT_EQ(Found(**repo, "m", "2"), "2");
+  EXPECT_NE((*repo)->Find("m", "2")->get(), (*repo)->Find("m", "")->get())
+      << "two versions served: two objects";
   absl::StatusOr<std::shared_ptr<ServedModel>> one = (*repo)->Find("m", "1");
   EXPECT_EQ(one.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(one.status().message()),
@@ -202,9 +203,7 @@ TEST(ModelRepositoryLoadTest, HiddenVersionDirectoryIsNotAVersion) {
   ASSERT_TRUE(repo.ok()) << repo.status();
 
   EXPECT_THAT(Served(**repo), ElementsAre("m:2"));
-  absl::StatusOr<std::shared_ptr<ServedModel>> latest = (*repo)->Find("m", "");
-  ASSERT_TRUE(latest.ok()) << latest.status();
-  EXPECT_EQ((*latest)->version(), "2");
+  EXPECT_EQ(Found(**repo, "m", ""), "2");
   absl::StatusOr<std::shared_ptr<ServedModel>> three = (*repo)->Find("m", "3");
   EXPECT_EQ(three.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(three.status().message()),
@@ -423,9 +422,7 @@ TEST(ModelRepositoryLoadTest, TorchScriptModelWithoutVersionDirectoryFailsAloneI
   }
   EXPECT_TRUE(indexed);
 
-  absl::StatusOr<std::shared_ptr<ServedModel>> good = (*repo)->Find("good", "");
-  ASSERT_TRUE(good.ok()) << good.status();
-  EXPECT_EQ((*good)->version(), "1");
+  EXPECT_EQ(Found(**repo, "good", ""), "1");
   EXPECT_TRUE(LoadAndWait(**repo, "later").ok());
   EXPECT_THAT(Served(**repo), ElementsAre("good:1", "later:1"));
   EXPECT_TRUE((*repo)->ready());
