@@ -203,10 +203,12 @@ Server::~Server() {
 void Server::Shutdown(std::chrono::milliseconds grace) {
   if (shut_down_ || !grpc_) return;
   shut_down_ = true;
-  LogInfo("shutting down: refusing new requests, answering queued ones");
+  // New requests are refused from here on; only then do health and the log
+  // say so, so that either is a true witness of it (tests wait on both).
+  models_->StartDraining();
   // NOT_SERVING for every service name, and frozen there.
   grpc_->GetHealthCheckService()->Shutdown();
-  models_->StartDraining();
+  LogInfo("shutting down: refusing new requests, answering queued ones");
   const auto start = std::chrono::steady_clock::now();
   // Live streams stop taking input; their queued windows are answered while
   // the models still run.

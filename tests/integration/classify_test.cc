@@ -432,7 +432,8 @@ TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
       << "the server never held all 8 requests";
 
   server->Signal(SIGTERM);
-  ASSERT_TRUE(server->WaitForLog("draining", milliseconds(5000)));
+  // Logged once new requests are refused.
+  ASSERT_TRUE(server->WaitForLog("shutting down: refusing new requests", milliseconds(30000)));
   // While it drains (several batches still to run): new requests are
   // refused, health says NOT_SERVING, metrics say the model is not ready.
   CallResult late = Call(server->Channel(), Request("slow", 99));

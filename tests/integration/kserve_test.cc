@@ -691,7 +691,8 @@ TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
   const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
   ASSERT_EQ(server->WaitForMetric(inflight, 4), 4);
   server->Signal(SIGTERM);
-  ASSERT_TRUE(server->WaitForLog("shutting down", milliseconds(5000)));
+  // Logged once new requests are refused.
+  ASSERT_TRUE(server->WaitForLog("shutting down: refusing new requests", milliseconds(30000)));
   InferResult late = Infer(server->Channel(), InferRequest("slow", 1, 9));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << late.status.error_message();
