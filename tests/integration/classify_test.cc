@@ -411,8 +411,11 @@ TEST_F(ClassifyTest, ReflectionListsTheService) {
   }
 }
 
-// SIGTERM with requests queued and running: all are answered, new ones are
-// refused, health turns NOT_SERVING, and the process exits 0.
+// SIGTERM with requests queued and running: every one is answered and the
+// process exits 0. (What the server says while it drains, and new requests
+// refused then, are ShutdownTest.DrainFinishesWaitingVideosAndCutsOffOpenCalls…
+// and KServeShutdownTest, which hold the drain open: this one's drain may
+// end before a client could look.)
 TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
   TempDir repo;
   // Batches of at most 2 that each take a while: 8 requests keep the
@@ -432,21 +435,6 @@ TEST(ShutdownTest, SigtermAnswersEveryRequestInFlight) {
       << "the server never held all 8 requests";
 
   server->Signal(SIGTERM);
-  // Logged once new requests are refused.
-  ASSERT_TRUE(server->WaitForLog("shutting down: refusing new requests", milliseconds(30000)));
-  // While it drains (several batches still to run): new requests are
-  // refused, health says NOT_SERVING, metrics say the model is not ready.
-  CallResult late = Call(server->Channel(), Request("slow", 99));
-  EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
-      << late.status.error_message();
-  EXPECT_EQ(late.status.error_message(), "server is shutting down");
-  grpc::Status hs;
-  EXPECT_EQ(Health(server->Channel(), "", &hs), HealthCheckResponse::NOT_SERVING);
-  EXPECT_TRUE(hs.ok()) << hs.error_message();
-  EXPECT_EQ(MetricValue(server->ScrapeMetrics(),
-                        "clipserve_model_ready{model=\"slow\",version=\"1\"}"),
-            0);
-
   for (auto& c : calls) {
     CallResult r = c.get();
     EXPECT_TRUE(r.status.ok()) << r.status.error_message();

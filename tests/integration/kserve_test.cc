@@ -26,6 +26,7 @@
 #include "tests/integration/calls.h"
 #include "tests/integration/server_process.h"
 #include "tests/integration/test_models.h"
+#include "tests/integration/video_sources.h"
 
 namespace clipserve::testing {
 namespace {
@@ -671,13 +672,20 @@ TEST_F(KServeTest, ModelStatisticsSelectModelsByNameAndVersion) {
 
 // SIGTERM while requests wait: queued ones are answered, new ones get
 // UNAVAILABLE, ServerReady and ModelReady turn false, the process exits 0.
+// The four requests wait for a batch of eight that never fills; the drain
+// is held open, whatever the machine's speed, by a video whose decoder
+// reads from a source that never answers, until the test has looked.
 TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
-  TempDir repo;
-  WriteScriptModel(repo.path(), "slow",
-                   ModelConfigText("slow", 1, kT, kH, kW, kClasses, ""),
-                   SlowForward(60), kClasses);
-  std::unique_ptr<ServerProcess> server =
-      ServerProcess::Start({"--model-repository", repo.path()});
+  TempDir dir;
+  SilentSource source;
+  // Batches only of 8, or when the drain makes every queued request ready.
+  WriteTinyModel(absl::StrCat(dir.path(), "/models"), "eight",
+                 ModelConfigText("eight", 8, kT, kH, kW, kClasses,
+                                 "dynamic_batching { max_queue_delay_microseconds: 3600000000 }"),
+                 5);
+  std::unique_ptr<ServerProcess> server = StartTinyVideoServer(
+      dir, {"--video-uri-prefix", source.prefix(), "--video-uri-timeout-seconds", "600",
+            "--decode-threads", "1"});
   ASSERT_NE(server, nullptr);
   auto stub = GRPCInferenceService::NewStub(server->Channel());
   {
@@ -686,16 +694,20 @@ TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
     ASSERT_TRUE(stub->ServerReady(&context, {}, &ready).ok());
     EXPECT_TRUE(ready.ready());
   }
+  std::future<CallResult> held =
+      CallAsync(server->Channel(), UriRequest("tiny", source.prefix() + "a.mp4"));
+  ASSERT_TRUE(source.Accept(std::chrono::seconds(60))) << "the decoder never read the source";
   std::vector<std::future<InferResult>> calls;
-  for (int i = 0; i < 4; ++i) calls.push_back(InferAsync(server->Channel(), InferRequest("slow", 1, i)));
-  const std::string inflight = "clipserve_inflight_requests{model=\"slow\",version=\"1\"}";
-  ASSERT_EQ(server->WaitForMetric(inflight, 4), 4);
+  for (int i = 0; i < 4; ++i) calls.push_back(InferAsync(server->Channel(), InferRequest("eight", 1, i)));
+  ASSERT_EQ(server->WaitForMetric("clipserve_queue_depth{model=\"eight\",version=\"1\"}", 4), 4);
   server->Signal(SIGTERM);
   // Logged once new requests are refused.
   ASSERT_TRUE(server->WaitForLog("shutting down: refusing new requests", milliseconds(30000)));
-  InferResult late = Infer(server->Channel(), InferRequest("slow", 1, 9));
+  InferResult late =
+      Infer(server->Channel(), InferRequest("eight", 1, 9));
   EXPECT_EQ(late.status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << late.status.error_message();
+  EXPECT_EQ(late.status.error_message(), "server is shutting down");
   {
     grpc::ClientContext context;
     inference::ServerReadyResponse ready;
@@ -705,11 +717,15 @@ TEST(KServeShutdownTest, DrainingRefusesNewRequestsAndAnswersQueuedOnes) {
   {
     grpc::ClientContext context;
     inference::ModelReadyRequest req;
-    req.set_name("slow");
+    req.set_name("eight");
     inference::ModelReadyResponse ready;
     ASSERT_TRUE(stub->ModelReady(&context, req, &ready).ok());
     EXPECT_FALSE(ready.ready());
   }
+  // The decoders finish first (a video being decoded still joins its
+  // model's queue), then every queued request is answered.
+  source.Release();
+  EXPECT_FALSE(held.get().status.ok());
   for (auto& c : calls) {
     InferResult r = c.get();
     EXPECT_TRUE(r.status.ok()) << r.status.error_message();
