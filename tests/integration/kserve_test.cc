@@ -95,6 +95,13 @@ class KServeTest : public ::testing::Test {
                      ModelConfigText("gate", 1, kT, kH, kW, kClasses,
                                      "dynamic_batching { max_queue_size: 3 }"),
                      SlowForward(80), kClasses);
+    // Batches only of 8 (never formed here), a queue of 3: requests wait
+    // until the test ends them, whatever the machine's speed.
+    WriteTinyModel(repo_->path(), "held",
+                   ModelConfigText("held", 8, kT, kH, kW, kClasses,
+                                   "dynamic_batching { max_queue_delay_microseconds: 3600000000"
+                                   " max_queue_size: 3 }"),
+                   8);
     server_ = ServerProcess::Start({"--model-repository", repo_->path()}).release();
     ASSERT_NE(server_, nullptr);
   }
@@ -301,27 +308,31 @@ TEST_F(KServeTest, TimeoutParameterMustBeAnIntegerOfMicroseconds) {
 
 TEST_F(KServeTest, FullQueueIsUnavailableAndCountedOnce) {
   const std::string unavailable =
-      "clipserve_requests_total{code=\"UNAVAILABLE\",model=\"gate\",version=\"1\"}";
-  const double before = std::max(0.0, MetricValue(server_->ScrapeMetrics(), unavailable));
-  // One running and a queue of 3: the next request is refused at once with
-  // UNAVAILABLE, Triton's code for it.
-  auto blocker = InferAsync(Channel(), InferRequest("gate", 1, 1));
-  WaitForGate(1);
+      "clipserve_requests_total{code=\"UNAVAILABLE\",model=\"held\",version=\"1\"}";
+  const std::string expired =
+      "clipserve_requests_total{code=\"DEADLINE_EXCEEDED\",model=\"held\",version=\"1\"}";
+  const std::string before = server_->ScrapeMetrics();
+  const double unavailable_before = std::max(0.0, MetricValue(before, unavailable));
+  const double expired_before = std::max(0.0, MetricValue(before, expired));
+  // A queue of 3 full (the batch of 8 never forms): the next request is
+  // refused at once with UNAVAILABLE, Triton's code for it.
   std::vector<std::future<InferResult>> queued;
   for (int i = 0; i < 3; ++i) {
-    queued.push_back(InferAsync(Channel(), InferRequest("gate", 1, 10 + i)));
+    queued.push_back(InferAsync(Channel(), InferRequest("held", 1, 10 + i), milliseconds(3000)));
   }
-  WaitForGate(4);
-  const auto start = std::chrono::steady_clock::now();
-  InferResult full = Infer(Channel(), InferRequest("gate", 1, 20));
-  EXPECT_LT(full.done - start, milliseconds(500));
+  WaitForQueued("held", 3);
+  InferResult full = Infer(Channel(), InferRequest("held", 1, 20));
   EXPECT_EQ(full.status.error_code(), grpc::StatusCode::UNAVAILABLE)
       << full.status.error_message();
   EXPECT_NE(full.status.error_message().find("max_queue_size 3"), std::string::npos)
       << full.status.error_message();
-  ASSERT_TRUE(blocker.get().status.ok());
-  for (auto& q : queued) EXPECT_TRUE(q.get().status.ok());
-  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), unavailable), before + 1);
+  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), unavailable), unavailable_before + 1);
+  // The three queued end at their deadlines, each counted once.
+  for (auto& q : queued) {
+    EXPECT_EQ(q.get().status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  EXPECT_EQ(server_->WaitForMetric(expired, expired_before + 3), expired_before + 3);
+  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), unavailable), unavailable_before + 1);
 }
 
 TEST_F(KServeTest, StreamAnswersEachRequestByIdAndSurvivesABadOne) {
@@ -368,16 +379,19 @@ TEST_F(KServeTest, StreamAnswersEachRequestByIdAndSurvivesABadOne) {
 }
 
 TEST_F(KServeTest, CancelledStreamDropsItsQueuedRequestsAndLeavesNothingBehind) {
-  const std::string inflight = "clipserve_inflight_requests{model=\"gate\",version=\"1\"}";
-  const std::string cancelled =
-      "clipserve_requests_total{code=\"CANCELLED\",model=\"gate\",version=\"1\"}";
-  const double cancelled_before =
-      std::max(0.0, MetricValue(server_->ScrapeMetrics(), cancelled));
+  const std::string series = "{model=\"gate\",version=\"1\"}";
+  const std::string inflight = "clipserve_inflight_requests" + series;
+  const std::string cancelled = "clipserve_requests_total{code=\"CANCELLED\",model=\"gate\",version=\"1\"}";
+  const std::string ok = "clipserve_requests_total{code=\"OK\",model=\"gate\",version=\"1\"}";
+  const std::string before = server_->ScrapeMetrics();
+  const double cancelled_before = std::max(0.0, MetricValue(before, cancelled));
+  const double ok_before = std::max(0.0, MetricValue(before, ok));
   {
     auto stub = GRPCInferenceService::NewStub(Channel());
     grpc::ClientContext context;
     auto stream = stub->ModelStreamInfer(&context);
-    // One runs on the gate, two wait behind it; then the client goes away.
+    // One runs on the gate (one clip at a time), two wait behind it; then
+    // the client goes away.
     for (int i = 0; i < 3; ++i) {
       ASSERT_TRUE(stream->Write(InferRequest("gate", 1, 900 + i, absl::StrCat("s", i))));
     }
@@ -385,15 +399,20 @@ TEST_F(KServeTest, CancelledStreamDropsItsQueuedRequestsAndLeavesNothingBehind) 
     context.TryCancel();
     EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  // The two queued are dropped (CANCELLED) without running; every call is
-  // accounted for and released, and the model serves the next request.
-  EXPECT_EQ(server_->WaitForMetric(cancelled, cancelled_before + 2), cancelled_before + 2);
+  // The two queued are dropped (CANCELLED) without running, and so is the
+  // first if the gate had not taken it up yet; every call is accounted for
+  // exactly once and released, and the model serves the next request.
+  EXPECT_GE(server_->WaitForMetric(cancelled, cancelled_before + 2), cancelled_before + 2);
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (MetricValue(server_->ScrapeMetrics(), inflight) != 0 &&
          std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(milliseconds(10));
   }
-  EXPECT_EQ(MetricValue(server_->ScrapeMetrics(), inflight), 0);
+  const std::string after = server_->ScrapeMetrics();
+  EXPECT_EQ(MetricValue(after, inflight), 0);
+  const double dropped = MetricValue(after, cancelled) - cancelled_before;
+  EXPECT_TRUE(dropped == 2 || dropped == 3) << dropped;
+  EXPECT_EQ(MetricValue(after, ok) - ok_before, 3 - dropped) << "each answered exactly once";
   EXPECT_TRUE(Infer(Channel(), InferRequest("gate", 1, 990)).status.ok());
 }
 
@@ -646,15 +665,16 @@ TEST_F(KServeTest, ModelStatisticsSelectModelsByNameAndVersion) {
   inference::ModelStatisticsResponse r;
   grpc::Status s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  ASSERT_EQ(r.model_stats_size(), 2);  // every model, in name order
+  ASSERT_EQ(r.model_stats_size(), 3);  // every model, in name order
   EXPECT_EQ(r.model_stats(0).name(), "gate");
-  EXPECT_EQ(r.model_stats(1).name(), "tiny");
+  EXPECT_EQ(r.model_stats(1).name(), "held");
+  EXPECT_EQ(r.model_stats(2).name(), "tiny");
   for (const auto& m : r.model_stats()) EXPECT_EQ(m.version(), "1");
 
   req.set_version("1");
   s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(r.model_stats_size(), 2);
+  EXPECT_EQ(r.model_stats_size(), 3);
   req.set_version("7");
   s = Call(Channel(), &GRPCInferenceService::Stub::ModelStatistics, req, &r);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
