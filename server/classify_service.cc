@@ -83,13 +83,8 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
                         const video::Limits& limits,
                         const video::DecodeOptions& options,
                         const video::UriPolicy& uri_policy, Metrics* metrics) {
-    if (IsCancelled()) {
-      Fail(absl::CancelledError("request cancelled before its video was decoded"));
-      return;
-    }
-    if (std::chrono::steady_clock::now() >= deadline()) {
-      Fail(absl::DeadlineExceededError(
-          "deadline exceeded while the video waited for a decoder"));
+    if (absl::Status ended = CallEnded("waited for a decoder"); !ended.ok()) {
+      Fail(ended);
       return;
     }
     const auto start = std::chrono::steady_clock::now();
@@ -105,26 +100,17 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
       bytes = *read;
     }
     // Decoding stops within a packet of the call's end (a call cancelled or
-    // expired as the decoder took it up: the checks above saw it too early).
-    // Such a decode is not observed: it says nothing of what decoding costs.
-    bool stopped = false;
+    // expired as the decoder took it up: the check above saw it too early).
     video::DecodeOptions interruptible = options;
-    interruptible.interrupt = [this, &stopped]() -> absl::Status {
-      if (IsCancelled()) {
-        stopped = true;
-        return absl::CancelledError("request cancelled while its video was decoded");
-      }
-      if (std::chrono::steady_clock::now() >= deadline()) {
-        stopped = true;
-        return absl::DeadlineExceededError(
-            "deadline exceeded while the video was decoded");
-      }
-      return absl::OkStatus();
-    };
+    interruptible.interrupt = [this] { return CallEnded("was decoded"); };
     absl::StatusOr<video::Clip> clip =
         video::DecodeClip(bytes, sampling, geometry, limits, interruptible);
     decode_us_ = MicrosSince(start);
-    if (!stopped) {
+    // A decode stopped by the call's end (DecodeClip's own errors are never
+    // CANCELLED or DEADLINE_EXCEEDED) says nothing of what decoding costs.
+    const absl::StatusCode code = clip.status().code();
+    if (code != absl::StatusCode::kCancelled &&
+        code != absl::StatusCode::kDeadlineExceeded) {
       accounting_.metrics().decode_duration().Observe(decode_us_ * 1e-6);
     }
     if (!clip.ok()) {
@@ -163,6 +149,20 @@ class ClassifyCall final : public grpc::ServerUnaryReactor, public InferenceTask
   void OnDone() override { delete this; }
 
  private:
+  // CANCELLED or DEADLINE_EXCEEDED once the call was cancelled or its
+  // deadline passed ("... while the video <doing>"), else OK.
+  absl::Status CallEnded(absl::string_view doing) const {
+    if (IsCancelled()) {
+      return absl::CancelledError(
+          absl::StrCat("request cancelled while its video ", doing));
+    }
+    if (std::chrono::steady_clock::now() >= deadline()) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("deadline exceeded while the video ", doing));
+    }
+    return absl::OkStatus();
+  }
+
   // Records the answer in the metrics (once: every path finishes once).
   void Done(absl::StatusCode code) { accounting_.Answered(code); }
 

@@ -481,7 +481,11 @@ def test_flag_errors(args):
             (["--model-hang-seconds", "0.01"],
              "--model-hang-seconds must be 0 or seconds in 0.05..86400"),
             (["--video-uri-timeout-seconds", "0"],
-             "--video-uri-timeout-seconds must be a number in 1..")):
+             "--video-uri-timeout-seconds must be a number in 1.."),
+            (["--video-decode-timeout-seconds", "0"],
+             "--video-decode-timeout-seconds must be seconds in 1e-06..86400"),
+            (["--video-decode-timeout-seconds", "soon"],
+             "--video-decode-timeout-seconds must be seconds in 1e-06..86400")):
         p = subprocess.run([args.server] + flags, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, timeout=60, preexec_fn=live_util.die_with_parent)
         check(p.returncode == 64 and message in p.stderr,
