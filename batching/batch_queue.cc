@@ -105,6 +105,11 @@ absl::Status BatchQueue::Enqueue(Task* task) {
       return absl::UnavailableError(
           "queue is closed: the server is shutting down");
     }
+    // Checked under mu_: a SweepCancelled() that ran before this is not
+    // missed (see the contract).
+    if (task->IsCancelled()) {
+      return absl::CancelledError("request cancelled before it was queued");
+    }
     const TimePoint now = options_.clock->Now();
     if (queued_ >= options_.max_queue_size) {
       PurgeLocked(now, &dropped);
@@ -196,10 +201,13 @@ void BatchQueue::ExpireUntilClosed() {
     const TimePoint now = options_.clock->Now();
     DroppedList dropped;
     TimePoint next = TimePoint::max();
+    const bool sweep = sweep_cancelled_;
+    sweep_cancelled_ = false;
     for (auto it = keys_.begin(); it != keys_.end();) {
       KeyQueue& q = it->second;
-      if (q.earliest_deadline <= now) {
-        // Reached (or stale-early): drop the dead, then refresh.
+      if (sweep || q.earliest_deadline <= now) {
+        // Asked to, or a deadline reached (or stale-early): drop the dead,
+        // then refresh.
         DropDeadLocked(q, now, INT_MAX, &dropped);
         q.earliest_deadline = TimePoint::max();
         for (const Queued& e : q.tasks) {
@@ -223,6 +231,14 @@ void BatchQueue::ExpireUntilClosed() {
     expiry_wake_ = next;
     options_.clock->WaitUntil(expiry_cv_, lock, next);
   }
+}
+
+void BatchQueue::SweepCancelled() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    sweep_cancelled_ = true;
+  }
+  expiry_cv_.notify_one();
 }
 
 void BatchQueue::Close() {

@@ -32,10 +32,14 @@
 //    (DEADLINE_EXCEEDED / CANCELLED) when the batcher reaches it, and never
 //    takes a batch slot, nor counts towards making a batch ready. With a
 //    thread in ExpireUntilClosed(), an expired task is failed at its
-//    deadline even while no consumer looks at the queue.
+//    deadline even while no consumer looks at the queue, and a cancelled one
+//    as soon as SweepCancelled() is called, even if no batch of its key will
+//    form for a long time (a long delay, or strict priority).
 //  * Enqueue fails at once, without queueing, when max_queue_size tasks are
 //    queued (RESOURCE_EXHAUSTED, naming the limit), when the task is larger than
-//    max_batch_size (INVALID_ARGUMENT), or after Close() (UNAVAILABLE).
+//    max_batch_size (INVALID_ARGUMENT), when it is cancelled already
+//    (CANCELLED: so a cancellation that SweepCancelled() swept past cannot
+//    leave a task behind it), or after Close() (UNAVAILABLE).
 //  * After Close(), every queued task is ready at once (the queue drains in
 //    full batches), and NextBatch() returns nullopt when none is left.
 //  * Destroying the queue fails whatever is still queued with UNAVAILABLE.
@@ -116,6 +120,13 @@ class BatchQueue {
   // running a batch and none is in NextBatch(). Blocks until Close(); for one
   // dedicated thread (BatchScheduler runs it).
   void ExpireUntilClosed();
+
+  // Asks for every cancelled task queued now to be failed (CANCELLED) at
+  // once, not when the batcher reaches it, so that it frees its slot and its
+  // memory; call it after a queued task's IsCancelled() turned true. Returns
+  // at once: the thread in ExpireUntilClosed() does the sweep, in
+  // O(tasks queued). Without such a thread it has no effect.
+  void SweepCancelled();
 
   // Stops accepting tasks and makes every queued one ready. Idempotent.
   void Close();
@@ -199,6 +210,7 @@ class BatchQueue {
   // earliest deadline queued when it went to sleep.
   std::condition_variable expiry_cv_;
   TimePoint expiry_wake_ = TimePoint::max();
+  bool sweep_cancelled_ = false;  // SweepCancelled() asked since the last sweep
   std::unordered_map<BatchKey, KeyQueue> keys_;  // no empty KeyQueue
   size_t queued_ = 0;
   uint64_t next_seq_ = 0;

@@ -42,6 +42,9 @@ class BatchScheduler {
   // See BatchQueue::Enqueue.
   absl::Status Enqueue(Task* task) { return queue_.Enqueue(task); }
 
+  // See BatchQueue::SweepCancelled (the scheduler runs its expiry thread).
+  void SweepCancelled() { queue_.SweepCancelled(); }
+
   // Refuses new tasks, runs every queued one, and returns when all instances
   // have finished. Idempotent; must not be called from the processor.
   void Shutdown();

@@ -38,9 +38,9 @@ class Task {
   // Clock::Now() >= deadline(). TimePoint::max() means no deadline.
   virtual TimePoint deadline() const { return TimePoint::max(); }
 
-  // A cancelled task is dropped, with CANCELLED, instead of being batched.
-  // Called under the queue's lock: must be cheap and must not call back into
-  // the queue.
+  // A cancelled task is dropped, with CANCELLED, instead of being batched
+  // (and refused by Enqueue). Once true it stays true. Called under the
+  // queue's lock: must be cheap and must not call back into the queue.
   virtual bool IsCancelled() const { return false; }
 
   // Completes the task with an error. Called at most once, without the queue's

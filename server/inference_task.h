@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "absl/types/span.h"
+#include "batching/batch_scheduler.h"
 #include "batching/task.h"
 #include "runtime/clip.h"
 
@@ -37,9 +38,14 @@ class InferenceTask : public batching::Task {
   // cancellation within kDeadlineSlack of the request's deadline is taken
   // for that, and left to the deadline (DEADLINE_EXCEEDED, as the client
   // sees it), not counted as the client's cancellation.
+  // A task already queued is then swept out of its queue at once (CANCELLED),
+  // freeing its slot and memory, not left until the batcher reaches it.
   void OnCallCancelled() {
     if (std::chrono::steady_clock::now() + kDeadlineSlack < deadline_) {
-      cancelled_.store(true, std::memory_order_relaxed);
+      // Sequentially consistent with QueuingIn(): either this sees the
+      // scheduler and sweeps, or Enqueue sees the flag and refuses.
+      cancelled_.store(true);
+      if (batching::BatchScheduler* s = scheduler_.load()) s->SweepCancelled();
     }
   }
   static constexpr std::chrono::milliseconds kDeadlineSlack{20};
@@ -48,9 +54,11 @@ class InferenceTask : public batching::Task {
   batching::BatchKey key() const override { return key_; }
   batching::TimePoint deadline() const override { return deadline_; }
   uint32_t priority() const override { return priority_; }
-  bool IsCancelled() const override {
-    return cancelled_.load(std::memory_order_relaxed);
-  }
+  bool IsCancelled() const override { return cancelled_.load(); }
+
+  // Called by ServedModel just before it enqueues the task on `scheduler`,
+  // which must outlive the task (the call holds its model).
+  void QueuingIn(batching::BatchScheduler* scheduler) { scheduler_.store(scheduler); }
 
   // Called on the batching thread when the task is taken into a batch,
   // before its clip is read: until then the owner may still change the
@@ -67,6 +75,7 @@ class InferenceTask : public batching::Task {
   batching::TimePoint deadline_ = batching::TimePoint::max();
   uint32_t priority_ = 0;
   std::atomic<bool> cancelled_{false};
+  std::atomic<batching::BatchScheduler*> scheduler_{nullptr};
 };
 
 }  // namespace clipserve::server

@@ -151,7 +151,7 @@ class InferStream final
     NextRead();
   }
 
-  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(); }
 
   // Queues `answer` for writing; called once per request read, by the call
   // that holds the reference the read took (Unref() after).
@@ -163,7 +163,15 @@ class InferStream final
 
   void OnWriteDone(bool ok) override { Do(ledger_.WriteDone(ok)); }
 
-  void OnCancel() override { cancelled_.store(true, std::memory_order_relaxed); }
+  // Every request of the stream is cancelled with it: those queued are swept
+  // out now (which models hold them is not tracked; a sweep of a queue
+  // holding none of them costs a scan), those not yet queued are refused.
+  void OnCancel() override {
+    cancelled_.store(true);
+    for (const std::shared_ptr<ServedModel>& m : service_->models().models()) {
+      m->SweepCancelled();
+    }
+  }
 
   void OnDone() override { Unref(); }
 

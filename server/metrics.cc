@@ -252,6 +252,12 @@ Metrics::Metrics(std::vector<double> duration_buckets)
                                 "answer requests they took (freed after).")
                           .Register(*registry_)
                           .Add({});
+  repository_polls_ = &prometheus::BuildCounter()
+                           .Name("clipserve_repository_polls_total")
+                           .Help("Passes over the model repository "
+                                 "(--model-control-mode poll) completed.")
+                           .Register(*registry_)
+                           .Add({});
   unknown_ = AddModel("unknown", "", 0);
   decode_gpu_fallbacks_ =
       &prometheus::BuildCounter()

@@ -127,6 +127,9 @@ class Metrics {
   // versions that stopped taking requests but still hold memory.
   prometheus::Counter& load_failures(const std::string& model);
   prometheus::Gauge& models_retiring() { return *models_retiring_; }
+  // Passes over the repository completed (--model-control-mode poll): that
+  // it grows shows the poller is alive, and lets a test wait for a pass.
+  prometheus::Counter& repository_polls() { return *repository_polls_; }
 
  private:
   friend class ModelMetrics;
@@ -154,6 +157,7 @@ class Metrics {
   prometheus::Gauge* decode_queue_capacity_ = nullptr;
   prometheus::Family<prometheus::Counter>& load_failures_;
   prometheus::Gauge* models_retiring_ = nullptr;
+  prometheus::Counter* repository_polls_ = nullptr;
   std::shared_ptr<ScrapeTimeCollector> scrape_time_;
   std::mutex models_mu_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<ModelMetrics>>

@@ -108,8 +108,17 @@ class ServedModel {
   absl::StatusOr<uint32_t> PriorityLevel(uint64_t requested) const;
 
   // Queues `task` (its clip and key already set). On error the task was not
-  // queued and the caller completes it.
-  absl::Status Enqueue(InferenceTask* task) { return scheduler_->Enqueue(task); }
+  // queued and the caller completes it. Once queued, the task's
+  // OnCallCancelled() sweeps it out of the queue.
+  absl::Status Enqueue(InferenceTask* task) {
+    task->QueuingIn(scheduler_.get());
+    return scheduler_->Enqueue(task);
+  }
+
+  // Sweeps out the queued tasks that are cancelled now (see
+  // BatchQueue::SweepCancelled), for protocols that cancel tasks without
+  // OnCallCancelled() (a KServe stream cancels all of its requests at once).
+  void SweepCancelled() { scheduler_->SweepCancelled(); }
 
   ModelMetrics& metrics() const { return *metrics_; }
   // Recorded by RunBatch (executions) and by each request's CallAccounting

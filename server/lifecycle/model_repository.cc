@@ -628,6 +628,7 @@ void ModelRepository::Poll() {
       LoadFromDisk(name).IgnoreError();
     }
   }
+  metrics_->repository_polls().Increment();
 }
 
 void ModelRepository::LifecycleLoop() {

@@ -222,7 +222,7 @@ TEST(BatchSchedulerTest, StressEveryTaskCompletedExactlyOnce) {
         if (plan.cancel_before) t->Cancel();
         const absl::Status st = s.Enqueue(t);
         plan.accepted = st.ok();
-        if (!st.ok() && st.code() != absl::StatusCode::kResourceExhausted) {
+        if (!st.ok() && !AllowedRefusal(plan, st)) {
           ++rejected_other;
         }
         if (plan.cancel_after) t->Cancel();

@@ -53,6 +53,11 @@ inference::ModelInferRequest InferRequest(const std::string& model, int batch,
   return r;
 }
 
+int64_t Param(const inference::ModelInferResponse& r, const std::string& name) {
+  auto it = r.parameters().find(name);
+  return it == r.parameters().end() ? -1 : it->second.int64_param();
+}
+
 InferResult Infer(const std::shared_ptr<grpc::Channel>& channel,
                   const inference::ModelInferRequest& request,
                   std::chrono::milliseconds timeout) {

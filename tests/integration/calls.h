@@ -58,6 +58,9 @@ std::future<InferResult> InferAsync(
     inference::ModelInferRequest request,
     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// The int64 response parameter `name` of `r` (e.g. "batch_size"), or -1.
+int64_t Param(const inference::ModelInferResponse& r, const std::string& name);
+
 // The call failed with `code`, and its message contains `fragment`.
 void ExpectError(const CallResult& r, grpc::StatusCode code,
                  const std::string& fragment);

@@ -278,8 +278,11 @@ TEST(LifecycleTest, PollLeavesWhatServesWhenANewVersionFailsToLoad) {
   EXPECT_TRUE(failure_shown) << index.DebugString();
   EXPECT_TRUE(ServerReady(channel));
 
-  // Not tried again until it changes; once fixed it serves.
-  std::this_thread::sleep_for(milliseconds(800));
+  // Not tried again until it changes (three more polls pass); once fixed
+  // it serves.
+  const double polls = Metric(*server, "clipserve_repository_polls_total");
+  ASSERT_GE(polls, 1);
+  ASSERT_GE(server->WaitForMetric("clipserve_repository_polls_total", polls + 3), polls + 3);
   EXPECT_EQ(Metric(*server, "clipserve_model_load_failures_total{model=\"m\"}"), 1);
   fs::remove_all(fs::path(repo.path()) / "m" / "2");
   CopyVersion(repo.path(), "m", 1, 2);
@@ -513,7 +516,11 @@ TEST(LifecycleSwapTest, TenSwapsUnderLoadAnswerEveryRequestOnceAndFreeMemory) {
         " --drain-seconds 60 --json ",
         report));
   });
-  std::this_thread::sleep_for(milliseconds(1000));
+  // The load is running before the first swap.
+  ASSERT_GE(server->WaitForMetric(
+                "clipserve_requests_total{code=\"OK\",model=\"m\",version=\"1\"}", 16),
+            16)
+      << server->Log();
   // Each swap: the new version goes live, the old one is freed once the
   // requests it took are answered.
   int64_t rss_baseline = 0;

@@ -158,15 +158,27 @@ std::string ServerProcess::Log() const {
   return log_;
 }
 
-double ServerProcess::WaitForMetric(const std::string& series, double value,
-                                    std::chrono::milliseconds timeout) const {
+double ServerProcess::PollMetric(const std::string& series,
+                                 const std::function<bool(double)>& done,
+                                 std::chrono::milliseconds timeout) const {
   const auto end = std::chrono::steady_clock::now() + timeout;
   double seen = MetricValue(ScrapeMetrics(), series);
-  while (seen < value && std::chrono::steady_clock::now() < end) {
+  while (!done(seen) && std::chrono::steady_clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     seen = MetricValue(ScrapeMetrics(), series);
   }
   return seen;
+}
+
+double ServerProcess::WaitForMetric(const std::string& series, double value,
+                                    std::chrono::milliseconds timeout) const {
+  return PollMetric(series, [value](double v) { return v >= value; }, timeout);
+}
+
+double ServerProcess::WaitForMetricAtMost(const std::string& series, double value,
+                                          std::chrono::milliseconds timeout) const {
+  // A missing series (-1) is not "at most": the server must show it.
+  return PollMetric(series, [value](double v) { return v >= 0 && v <= value; }, timeout);
 }
 
 double MetricValue(const std::string& scrape, const std::string& series) {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,10 @@ class ServerProcess {
   double WaitForMetric(const std::string& series, double value,
                        std::chrono::milliseconds timeout =
                            std::chrono::milliseconds(30000)) const;
+  // The same, until the value is at most `value` (a gauge going down).
+  double WaitForMetricAtMost(const std::string& series, double value,
+                             std::chrono::milliseconds timeout =
+                                 std::chrono::milliseconds(30000)) const;
   std::string address() const;
   std::shared_ptr<grpc::Channel> Channel() const;
 
@@ -61,6 +66,8 @@ class ServerProcess {
  private:
   ServerProcess() = default;
   void ReadLog(int fd);
+  double PollMetric(const std::string& series, const std::function<bool(double)>& done,
+                    std::chrono::milliseconds timeout) const;
 
   pid_t pid_ = -1;
   int port_ = 0;

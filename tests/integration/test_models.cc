@@ -99,6 +99,13 @@ def forward(self, x):
   m.save((version_dir / "model.pt").string());
 }
 
+std::string LinearForward() {
+  return R"(
+def forward(self, x):
+    return x.mean(dim=[2, 3, 4]).matmul(self.w)
+)";
+}
+
 std::string SlowForward(int iterations) {
   // The work is on a fixed 4M-element tensor, so a batch takes about as long
   // whatever its size or the clip's.

@@ -46,6 +46,9 @@ void WriteBallastModel(const std::string& repo, const std::string& name,
                        const std::string& config, int classes,
                        int64_t ballast_floats, int version);
 
+// forward: a linear head over each clip's channel means, at once.
+std::string LinearForward();
+
 // forward: `iterations` rounds of tanh over a fixed 4M-element tensor (a
 // few ms each here, whatever the batch), then a linear head.
 std::string SlowForward(int iterations);
