@@ -65,17 +65,19 @@ void ExpectDamageCostsOnlyTheFirstGop(const StreamDecoder& d,
   for (int v : shown) EXPECT_GE(v, 0);
 }
 
-TEST(StreamDecoderTest, PiecesOfAnySizeGiveEveryFrameInOrder) {
-  ASSERT_TRUE(FfmpegAvailable());
-  const std::string stream = Annexb("-g 30");
-  ASSERT_FALSE(stream.empty());
+// `stream` (Annex B, `format`), pushed in pieces of random sizes up to 1
+// byte, 7, 1000 and all of it, gives every frame, once, in order, intact.
+void ExpectPiecesOfAnySizeGiveEveryFrameInOrder(const char* format,
+                                                const std::string& stream) {
   std::vector<int> want(kFrames);
   for (int i = 0; i < kFrames; ++i) want[i] = i;
   std::mt19937 rng(5);
   for (size_t max_piece : {size_t{1}, size_t{7}, size_t{1000}, stream.size()}) {
-    auto d = StreamDecoder::Create(WholeFrames());
+    StreamDecoder::Options o = WholeFrames();
+    o.format = format;
+    auto d = StreamDecoder::Create(o);
     ASSERT_TRUE(d.ok()) << d.status();
-    FrameCollector sink(WholeFrames().geometry);
+    FrameCollector sink(o.geometry);
     std::vector<StreamDecoder::Frame>& frames = sink.frames;
     for (size_t at = 0; at < stream.size();) {
       const size_t n = std::min(stream.size() - at, 1 + rng() % max_piece);
@@ -83,7 +85,7 @@ TEST(StreamDecoderTest, PiecesOfAnySizeGiveEveryFrameInOrder) {
       at += n;
     }
     ASSERT_TRUE((*d)->Finish(&sink).ok());
-    EXPECT_EQ(Shown(frames), want) << "pieces of up to " << max_piece;
+    EXPECT_EQ(Shown(frames), want) << format << ", pieces of up to " << max_piece;
     EXPECT_EQ((*d)->corrupt_packets(), 0);
     EXPECT_EQ((*d)->dropped_frames(), 0);
     ASSERT_FALSE(frames.empty());
@@ -91,6 +93,25 @@ TEST(StreamDecoderTest, PiecesOfAnySizeGiveEveryFrameInOrder) {
     EXPECT_EQ(frames.front().rgb.size(), size_t{kWidth} * kHeight * 3);
     for (size_t i = 0; i < frames.size(); ++i) EXPECT_EQ(frames[i].index, int64_t(i));
   }
+}
+
+TEST(StreamDecoderTest, PiecesOfAnySizeGiveEveryFrameInOrder) {
+  ASSERT_TRUE(FfmpegAvailable());
+  const std::string stream = Annexb("-g 30");
+  ASSERT_FALSE(stream.empty());
+  ExpectPiecesOfAnySizeGiveEveryFrameInOrder("h264", stream);
+}
+
+// The same for H.265 (HEVC) Annex B, as cameras send it.
+TEST(StreamDecoderTest, HevcPiecesOfAnySizeGiveEveryFrameInOrder) {
+  ASSERT_TRUE(FfmpegAvailable());
+  absl::StatusOr<std::string> stream = EncodeWithFfmpeg(
+      kFrames, kWidth, kHeight, "25",
+      "-c:v libx265 -preset ultrafast -pix_fmt yuv420p -x265-params log-level=error:keyint=30:bframes=0"
+      " -f hevc",
+      "hevc");
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  ExpectPiecesOfAnySizeGiveEveryFrameInOrder("hevc", *stream);
 }
 
 TEST(StreamDecoderTest, ACorruptStretchCostsOnlyTheFramesBeforeTheNextKeyframe) {
