@@ -298,11 +298,17 @@ TEST_F(ClassifyTest, ServerSideDefaultTimeoutAnswersDeadlineExceeded) {
 
 TEST_F(ClassifyTest, ExpiredRequestNeverTakesABatchSlot) {
   const std::string held = "model=\"held\",version=\"1\"";
-  const double batches_before =
-      MetricValue(server_->ScrapeMetrics(), "clipserve_batch_size_count{" + held + "}");
+  const std::string expired_count =
+      "clipserve_requests_total{code=\"DEADLINE_EXCEEDED\"," + held + "}";
+  const std::string before = server_->ScrapeMetrics();
+  const double batches_before = MetricValue(before, "clipserve_batch_size_count{" + held + "}");
+  const double expired_before = std::max(0.0, MetricValue(before, expired_count));
   // A client deadline of 100 ms on a model whose batch cannot form.
   CallResult expired = Call(Channel(), Request("held", 4), milliseconds(100));
   EXPECT_EQ(expired.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server's deadline counts from when the call reached it, so it may
+  // come a little after the client's: wait until the server has dropped it.
+  ASSERT_EQ(server_->WaitForMetric(expired_count, expired_before + 1), expired_before + 1);
   // A full batch after it runs alone: had the expired request stayed, it
   // would have gone first, in a batch of its own.
   InferResult next = FillHeld(4);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <future>
 #include <sstream>
+#include <thread>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -419,6 +420,10 @@ TEST(DecodeQueueTest, ABurstPastTheQueueIsRefusedAndWaitingVideosAreCheckedBefor
   std::future<CallResult> late =
       CallAsync(server->Channel(), upload, std::chrono::milliseconds(1000));
   ASSERT_EQ(server->WaitForMetric("clipserve_decode_queue_depth", 1), 1);
+  // The server had the call by now, so its deadline (the time it received
+  // it plus the timeout the client sent, under 1 s) passes before this.
+  const auto late_expired_on_server =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(1050);
   // Waits; its client cancels it.
   auto stub = v1::VideoClassifier::NewStub(server->Channel());
   grpc::ClientContext cancelled_context;
@@ -438,6 +443,11 @@ TEST(DecodeQueueTest, ABurstPastTheQueueIsRefusedAndWaitingVideosAreCheckedBefor
   cancelled_context.TryCancel();
   EXPECT_EQ(cancelled_status.get_future().get().error_code(), grpc::StatusCode::CANCELLED);
 
+  // The client's deadline came first: the server's, which counts from when
+  // it received the call, may still be ahead. Free the decoder only after
+  // it, so that the server finds `late` expired (on a loaded machine the
+  // call may have taken a while to reach it).
+  std::this_thread::sleep_until(late_expired_on_server);
   source.Release();
   ExpectError(held.get(), grpc::StatusCode::INVALID_ARGUMENT,
               absl::StrCat("could not read video ", source.prefix(), "a.mp4"));
