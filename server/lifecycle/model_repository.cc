@@ -210,8 +210,15 @@ ModelRepository::~ModelRepository() { Shutdown(); }
 absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::Find(
     const std::string& name, const std::string& version) const {
   std::shared_lock<std::shared_mutex> lock(mu_);
+  bool served = false;
+  return FindLocked(name, version, &served);
+}
+
+absl::StatusOr<std::shared_ptr<ServedModel>> ModelRepository::FindLocked(
+    const std::string& name, const std::string& version, bool* served) const {
   auto it = name.empty() ? served_.begin() : served_.find(name);
-  if (it == served_.end() || it->second.versions.empty()) {
+  *served = it != served_.end() && !it->second.versions.empty();
+  if (!*served) {
     std::vector<std::string> names;
     for (const auto& [n, m] : served_) {
       if (!m.versions.empty()) names.push_back(n);
@@ -281,14 +288,15 @@ bool ModelRepository::ready() const {
 
 absl::StatusOr<bool> ModelRepository::ModelReady(const std::string& name,
                                                  const std::string& version) const {
-  absl::StatusOr<std::shared_ptr<ServedModel>> model = Find(name, version);
-  if (model.ok()) return !draining() && (*model)->healthy();
+  absl::StatusOr<std::shared_ptr<ServedModel>> model;
   bool served = false;
   {
+    // One look at what is served: a model unloaded and loaded again
+    // between two looks would otherwise be reported unknown (NOT_FOUND).
     std::shared_lock<std::shared_mutex> lock(mu_);
-    auto it = served_.find(name);
-    served = it != served_.end() && !it->second.versions.empty();
+    model = FindLocked(name, version, &served);
   }
+  if (model.ok()) return !draining() && (*model)->healthy();
   bool known = false;
   {
     std::lock_guard<std::mutex> lock(state_mu_);

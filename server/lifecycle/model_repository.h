@@ -191,6 +191,11 @@ class ModelRepository {
   // Makes `disk` the model's served set, loading what changed.
   absl::Status Apply(const ModelOnDisk& disk);
   absl::Status UnloadNow(const std::string& name);
+  // Find() with mu_ held (shared at least); *served: whether `name` has
+  // served versions now.
+  absl::StatusOr<std::shared_ptr<ServedModel>> FindLocked(const std::string& name,
+                                                          const std::string& version,
+                                                          bool* served) const;
   // One poll pass (kPoll).
   void Poll();
   // Frees retired versions nobody holds any more.

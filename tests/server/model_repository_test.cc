@@ -7,12 +7,15 @@
 // repository_scan_test.cc.
 #include "server/lifecycle/model_repository.h"
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -426,6 +429,106 @@ TEST(ModelRepositoryLoadTest, TorchScriptModelWithoutVersionDirectoryFailsAloneI
   EXPECT_TRUE(LoadAndWait(**repo, "later").ok());
   EXPECT_THAT(Served(**repo), ElementsAre("good:1", "later:1"));
   EXPECT_TRUE((*repo)->ready());
+}
+
+// ---------------------------------------------------------------------------
+// Readers against the lifecycle thread.
+
+// Unload() in explicit mode, waited for like LoadAndWait().
+absl::Status UnloadAndWait(ModelRepository& repo, const std::string& name) {
+  auto done = std::make_shared<std::promise<absl::Status>>();
+  std::future<absl::Status> result = done->get_future();
+  repo.Unload(name, [done](absl::Status s) { done->set_value(std::move(s)); });
+  if (result.wait_for(std::chrono::minutes(2)) != std::future_status::ready) {
+    return absl::DeadlineExceededError("Unload() never called back");
+  }
+  return result.get();
+}
+
+// Four threads read the repository the way requests and health checks do
+// (Find, models, ModelReady, ready, Index, and a found model's own state)
+// while the lifecycle thread loads new versions of "m" and unloads and
+// loads it again, ten rounds. Every answer a reader gets is whole: a found
+// model is "m" at a version that was on disk, alive for as long as the
+// reader holds it (AddressSanitizer in CI would see a model freed under
+// it), and NOT_FOUND only while "m" is unloaded. Readers never wait for a
+// load: they keep reading throughout.
+TEST(ModelRepositoryRaceTest, ReadersSeeWholeAnswersWhileVersionsComeAndGo) {
+  TempDir root;
+  WriteTinyModel(root.path(), "m", Config("m"), 1);
+  WriteTinyModel(root.path(), "other", Config("other"), 2);
+  Metrics metrics;
+  absl::StatusOr<std::unique_ptr<ModelRepository>> opened = ModelRepository::Open(
+      Options(root.path(), ModelControlMode::kExplicit, {"m", "other"}), &metrics);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ModelRepository& repo = **opened;
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> reads{0}, found{0}, not_found{0}, bad{0};
+  std::mutex bad_mu;
+  std::string first_bad;
+  auto record_bad = [&](const std::string& what) {
+    if (bad.fetch_add(1) == 0) {
+      std::lock_guard<std::mutex> l(bad_mu);
+      first_bad = what;
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 4; ++r) {
+    readers.emplace_back([&] {
+      while (!stop.load()) {
+        absl::StatusOr<std::shared_ptr<ServedModel>> m = repo.Find("m", "");
+        if (m.ok()) {
+          found.fetch_add(1);
+          const int version = std::stoi((*m)->version());
+          if ((*m)->name() != "m" || version < 1 || version > 11) {
+            record_bad(absl::StrCat("found ", (*m)->name(), ":", (*m)->version()));
+          }
+        } else if (m.status().code() == absl::StatusCode::kNotFound) {
+          not_found.fetch_add(1);
+        } else {
+          record_bad(m.status().ToString());
+        }
+        for (const std::shared_ptr<ServedModel>& s : repo.models()) {
+          if (s->name() != "m" && s->name() != "other") record_bad("models(): " + s->name());
+        }
+        absl::StatusOr<bool> m_ready = repo.ModelReady("m", "");
+        if (!m_ready.ok()) record_bad("ModelReady(m): " + m_ready.status().ToString());
+        absl::StatusOr<bool> other = repo.ModelReady("other", "");
+        if (!other.ok() || !*other) record_bad("\"other\" was not ready");
+        repo.ready();
+        for (const IndexEntry& e : repo.Index(/*ready_only=*/false)) {
+          if (e.name != "m" && e.name != "other") record_bad("Index(): " + e.name);
+        }
+        reads.fetch_add(1);
+      }
+    });
+  }
+  // The readers are stopped and joined however this ends.
+  auto lifecycle = [&] {
+    const fs::path dir = fs::path(root.path()) / "m";
+    for (int version = 2; version <= 11; ++version) {
+      fs::rename(dir / absl::StrCat(version - 1), dir / absl::StrCat(version));
+      ASSERT_TRUE(LoadAndWait(repo, "m").ok());
+      EXPECT_EQ(Found(repo, "m", ""), absl::StrCat(version));
+      if (version % 3 == 0) {
+        ASSERT_TRUE(UnloadAndWait(repo, "m").ok());
+        EXPECT_EQ(Found(repo, "m", "").rfind("error: NOT_FOUND", 0), 0u)
+            << Found(repo, "m", "");
+        ASSERT_TRUE(LoadAndWait(repo, "m").ok());
+      }
+    }
+  };
+  lifecycle();
+  stop.store(true);
+  for (std::thread& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0) << first_bad;
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_GT(found.load(), 0);
+  EXPECT_THAT(Served(repo), ElementsAre("m:11", "other:1"));
+  EXPECT_TRUE(repo.ready());
+  ::testing::Test::RecordProperty("reads", reads.load());
+  ::testing::Test::RecordProperty("not_found", not_found.load());
 }
 
 }  // namespace
