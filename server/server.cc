@@ -100,6 +100,28 @@ void SetConnectionArgs(const ServerOptions::ConnectionOptions& c,
   }
 }
 
+// The settings SetConnectionArgs applies, in one line for the startup log:
+// what an operator checks against a load balancer's or a client's own.
+std::string ConnectionSummary(const ServerOptions::ConnectionOptions& c) {
+  const auto s = [](std::chrono::milliseconds d) {
+    return absl::StrCat(std::chrono::duration<double>(d).count(), " s");
+  };
+  return absl::StrCat(
+      "connections: max age ", c.max_age.count() > 0 ? s(c.max_age) : "never",
+      " (grace ", c.max_age_grace.count() > 0 ? s(c.max_age_grace) : "none",
+      "), keepalive ",
+      c.keepalive_time.count() > 0
+          ? absl::StrCat("ping after ", s(c.keepalive_time), " quiet, timeout ",
+                         c.keepalive_timeout.count() > 0 ? s(c.keepalive_timeout)
+                                                         : "20 s")
+          : "off",
+      ", client pings at least ", s(c.keepalive_min_ping_interval), " apart ",
+      c.keepalive_permit_without_calls ? "(also without calls)" : "(only during calls)",
+      ", calls per connection ",
+      c.max_concurrent_streams > 0 ? absl::StrCat(c.max_concurrent_streams)
+                                   : "unlimited");
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
@@ -145,6 +167,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(server->max_request_bytes_, INT32_MAX)));
   SetConnectionArgs(options.connection, builder);
+  LogInfo(ConnectionSummary(options.connection));
   builder.RegisterService(server->classify_.get());
   builder.RegisterService(server->kserve_.get());
   server->grpc_ = builder.BuildAndStart();
