@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -77,43 +78,33 @@ TEST(ConnectionLimitsTest, CallsBeyondTheStreamLimitWaitOnTheClientNotTheServer)
 TEST(ConnectionLimitsTest, StartupLogStatesTheConnectionSettingsAndTheirDefaults) {
   TempDir repo;
   WriteTinyModel(repo.path(), "m", ModelConfigText("m", 4, kT, kH, kW, kClasses, ""), 3);
-  std::unique_ptr<ServerProcess> defaults =
-      ServerProcess::Start({"--model-repository", repo.path()});
-  ASSERT_NE(defaults, nullptr);
-  EXPECT_NE(defaults->Log().find(
-                "connections: max age 120 s (grace none), keepalive ping after 60 s quiet, "
-                "timeout 20 s, client pings at least 10 s apart (also without calls), calls "
-                "per connection 1000\n"),
-            std::string::npos)
-      << defaults->Log();
-  defaults->Signal(SIGTERM);
-  EXPECT_EQ(defaults->Wait(), 0);
-
-  std::unique_ptr<ServerProcess> changed = ServerProcess::Start(
-      {"--model-repository", repo.path(), "--grpc-max-connection-age", "0",
-       "--grpc-max-connection-age-grace", "5", "--grpc-keepalive-time", "0",
-       "--grpc-keepalive-min-ping-interval", "2",
-       "--grpc-keepalive-permit-without-calls", "false", "--grpc-max-concurrent-streams",
-       "0"});
-  ASSERT_NE(changed, nullptr);
-  EXPECT_NE(changed->Log().find(
-                "connections: max age never (grace 5 s), keepalive off, client pings at "
-                "least 2 s apart (only during calls), calls per connection unlimited\n"),
-            std::string::npos)
-      << changed->Log();
-  changed->Signal(SIGTERM);
-  EXPECT_EQ(changed->Wait(), 0);
-
-  std::unique_ptr<ServerProcess> timed = ServerProcess::Start(
-      {"--model-repository", repo.path(), "--grpc-max-connection-age", "30",
-       "--grpc-keepalive-time", "15", "--grpc-keepalive-timeout", "3"});
-  ASSERT_NE(timed, nullptr);
-  EXPECT_NE(timed->Log().find("connections: max age 30 s (grace none), keepalive ping after "
-                              "15 s quiet, timeout 3 s, "),
-            std::string::npos)
-      << timed->Log();
-  timed->Signal(SIGTERM);
-  EXPECT_EQ(timed->Wait(), 0);
+  struct Case {
+    std::vector<std::string> flags;
+    std::string line;  // in the log
+  };
+  const std::vector<Case> cases = {
+      {{},
+       "connections: max age 120 s (grace none), keepalive ping after 60 s quiet, timeout "
+       "20 s, client pings at least 10 s apart (also without calls), calls per connection "
+       "1000\n"},
+      {{"--grpc-max-connection-age", "0", "--grpc-max-connection-age-grace", "5",
+        "--grpc-keepalive-time", "0", "--grpc-keepalive-min-ping-interval", "2",
+        "--grpc-keepalive-permit-without-calls", "false", "--grpc-max-concurrent-streams", "0"},
+       "connections: max age never (grace 5 s), keepalive off, client pings at least 2 s "
+       "apart (only during calls), calls per connection unlimited\n"},
+      {{"--grpc-max-connection-age", "30", "--grpc-keepalive-time", "15",
+        "--grpc-keepalive-timeout", "3"},
+       "connections: max age 30 s (grace none), keepalive ping after 15 s quiet, timeout 3 s, "},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> args = {"--model-repository", repo.path()};
+    args.insert(args.end(), c.flags.begin(), c.flags.end());
+    std::unique_ptr<ServerProcess> server = ServerProcess::Start(args);
+    ASSERT_NE(server, nullptr);
+    EXPECT_NE(server->Log().find(c.line), std::string::npos) << server->Log();
+    server->Signal(SIGTERM);
+    EXPECT_EQ(server->Wait(), 0);
+  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -90,16 +91,26 @@ std::vector<std::string> IndexLines(const ModelRepository& repo) {
   return out;
 }
 
-// Runs an explicit-mode Load() and returns its result (the lifecycle thread
-// calls back; a bound only stops a broken repository hanging the suite).
-absl::Status LoadAndWait(ModelRepository& repo, const std::string& name) {
+// Runs an explicit-mode Load() or Unload() of `name` and returns its
+// result (the lifecycle thread calls back; a bound only stops a broken
+// repository hanging the suite).
+absl::Status RunAndWait(ModelRepository& repo,
+                        void (ModelRepository::*op)(const std::string&,
+                                                    std::function<void(absl::Status)>),
+                        const std::string& name) {
   auto done = std::make_shared<std::promise<absl::Status>>();
   std::future<absl::Status> result = done->get_future();
-  repo.Load(name, [done](absl::Status s) { done->set_value(std::move(s)); });
+  (repo.*op)(name, [done](absl::Status s) { done->set_value(std::move(s)); });
   if (result.wait_for(std::chrono::minutes(2)) != std::future_status::ready) {
-    return absl::DeadlineExceededError("Load() never called back");
+    return absl::DeadlineExceededError("the lifecycle thread never called back");
   }
   return result.get();
+}
+absl::Status LoadAndWait(ModelRepository& repo, const std::string& name) {
+  return RunAndWait(repo, &ModelRepository::Load, name);
+}
+absl::Status UnloadAndWait(ModelRepository& repo, const std::string& name) {
+  return RunAndWait(repo, &ModelRepository::Unload, name);
 }
 
 // ---------------------------------------------------------------------------
@@ -433,17 +444,6 @@ TEST(ModelRepositoryLoadTest, TorchScriptModelWithoutVersionDirectoryFailsAloneI
 
 // ---------------------------------------------------------------------------
 // Readers against the lifecycle thread.
-
-// Unload() in explicit mode, waited for like LoadAndWait().
-absl::Status UnloadAndWait(ModelRepository& repo, const std::string& name) {
-  auto done = std::make_shared<std::promise<absl::Status>>();
-  std::future<absl::Status> result = done->get_future();
-  repo.Unload(name, [done](absl::Status s) { done->set_value(std::move(s)); });
-  if (result.wait_for(std::chrono::minutes(2)) != std::future_status::ready) {
-    return absl::DeadlineExceededError("Unload() never called back");
-  }
-  return result.get();
-}
 
 // Four threads read the repository the way requests and health checks do
 // (Find, models, ModelReady, ready, Index, and a found model's own state)
