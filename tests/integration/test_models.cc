@@ -81,6 +81,13 @@ void WriteScriptModel(const std::string& repo, const std::string& name,
   m.save((dir / "1" / "model.pt").string());
 }
 
+std::string LinearForward() {
+  return R"(
+def forward(self, x):
+    return x.mean(dim=[2, 3, 4]).matmul(self.w)
+)";
+}
+
 void WriteBallastModel(const std::string& repo, const std::string& name,
                        const std::string& config, int classes,
                        int64_t ballast_floats, int version) {
@@ -92,18 +99,8 @@ void WriteBallastModel(const std::string& repo, const std::string& name,
   torch::manual_seed(version);
   m.register_parameter("w", torch::randn({3, classes}), false);
   m.register_buffer("ballast", torch::rand({ballast_floats}));
-  runtime::testing::DefineWithExceptions(m, R"(
-def forward(self, x):
-    return x.mean(dim=[2, 3, 4]).matmul(self.w)
-)");
+  runtime::testing::DefineWithExceptions(m, LinearForward());
   m.save((version_dir / "model.pt").string());
-}
-
-std::string LinearForward() {
-  return R"(
-def forward(self, x):
-    return x.mean(dim=[2, 3, 4]).matmul(self.w)
-)";
 }
 
 std::string SlowForward(int iterations) {

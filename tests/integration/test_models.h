@@ -38,7 +38,7 @@ void WriteScriptModel(const std::string& repo, const std::string& name,
                       const std::string& config, const std::string& source,
                       int classes);
 
-// A linear-head model (forward as FailingForward without the failure) that
+// A linear-head model (forward: LinearForward()) that
 // also holds a buffer of `ballast_floats` floats, so that every loaded copy
 // of it costs that much memory: leaks of it show in the server's RSS.
 // Written to <repo>/<name>/<version>/model.pt, with config.pbtxt.
